@@ -1,0 +1,194 @@
+"""Shared helpers: hyperparameter validation, schedules, dtypes and tree maps.
+
+Everything here is private. The public transformations in ``_transforms.py``
+and the aliases in ``_alias.py`` are built from these pieces so that every
+optimizer of the package validates, schedules and casts in the same way.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+# Float dtypes too narrow to hold a decay rate such as 0.999: in bfloat16 it
+# rounds to exactly 1.0, which freezes an exponential moving average that
+# starts at zero.
+_NARROW_FLOATS = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+_INJECT_FIX = (
+    "optax.inject_hyperparams casts hyperparameters to the params' dtype "
+    "unless told otherwise; build it as "
+    "optax.inject_hyperparams(factory, hyperparam_dtype=jnp.float32)(...)"
+)
+
+
+def is_traced(value: Any) -> bool:
+    """True if ``value`` is a JAX tracer (its value is unknown at trace time)."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def concrete_float(value: Any) -> float | None:
+    """The Python float behind ``value``, or None when it cannot be known.
+
+    Schedules (callables) and traced arrays (for example hyperparameters fed
+    by ``optax.inject_hyperparams`` inside ``jax.jit``) have no value at
+    construction time and return None; they are not validated.
+    """
+    if value is None or callable(value) or is_traced(value):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        if np.ndim(value) != 0:
+            raise ValueError(f"expected a scalar hyperparameter, got shape {np.shape(value)}")
+        if not np.issubdtype(np.asarray(value).dtype, np.number):
+            return None
+        return float(np.asarray(value))
+    return None
+
+
+def check_range(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+    """Raise ``ValueError`` naming ``name`` if a concrete value is out of range.
+
+    NaN is always rejected. Schedules and traced values are not checked (see
+    :func:`concrete_float`).
+    """
+    v = concrete_float(value)
+    if v is None:
+        return
+    ok = not np.isnan(v)
+    if ok and low is not None:
+        ok = v >= low if low_inclusive else v > low
+    if ok and high is not None:
+        ok = v <= high if high_inclusive else v < high
+    if not ok:
+        lo = "-inf" if low is None else repr(low)
+        hi = "inf" if high is None else repr(high)
+        interval = ("[" if low_inclusive and low is not None else "(") + f"{lo}, {hi}"
+        interval += "]" if high_inclusive and high is not None else ")"
+        raise ValueError(f"`{name}` must be in {interval}, got {value!r}.")
+
+
+def check_decay_rate(name: str, value: Any) -> None:
+    """Validate an EMA decay rate: in [0, 1) and not stored in 16-bit floats."""
+    check_range(name, value, low=0.0, high=1.0, high_inclusive=False)
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and jnp.dtype(dtype) in _NARROW_FLOATS:
+        raise ValueError(
+            f"`{name}` arrived as a {jnp.dtype(dtype).name} array; decay rates "
+            f"such as 0.999 round to 1.0 in 16-bit floats and silently stop "
+            f"training. {_INJECT_FIX}."
+        )
+
+
+def check_mask(mask: Any) -> None:
+    """Catch a callable mask that ``inject_hyperparams`` evaluated as a schedule."""
+    if isinstance(mask, (jax.Array, np.ndarray)) or is_traced(mask):
+        raise ValueError(
+            "`mask` arrived as an array, not as a pytree of booleans or a "
+            "callable: optax.inject_hyperparams treats callables as schedules. "
+            "Pass static_args=('mask',) to inject_hyperparams."
+        )
+
+
+def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
+    """A learning rate must be a non-negative float, array or schedule."""
+    if not callable(value) and not is_traced(value) and not isinstance(
+        value, (numbers.Real, np.ndarray, np.generic, jax.Array)
+    ):
+        raise TypeError(
+            f"`{name}` must be a float, a scalar array or a schedule "
+            f"(a callable count -> value), got {type(value).__name__}."
+        )
+    check_range(name, value, low=0.0)
+
+
+def at_count(value: optax.ScalarOrSchedule, count: jax.Array) -> Any:
+    """Evaluate a float-or-schedule at ``count`` (the 0-based update index)."""
+    return value(count) if callable(value) else value
+
+
+def real_dtype(dtype: Any) -> jnp.dtype:
+    """The real counterpart of ``dtype`` (float32 for complex64, etc.)."""
+    return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.dtype(dtype)
+
+
+def compute_dtype(*dtypes: Any) -> jnp.dtype:
+    """The dtype arithmetic is done in: the widest input, at least 32 bits.
+
+    Moments of float16/bfloat16 params are computed in float32 and cast back on
+    storage, so ``(1 - b2) * g**2`` does not overflow float16 for |g| > 256.
+    """
+    dt = jnp.result_type(*dtypes)
+    if jnp.issubdtype(dt, jnp.complexfloating):
+        return jnp.promote_types(dt, jnp.complex64)
+    if jnp.issubdtype(dt, jnp.floating):
+        return jnp.promote_types(dt, jnp.float32)
+    raise TypeError(
+        f"adamod_optax optimizers need floating point params and gradients, got {dt}."
+    )
+
+
+def scalar(value: Any, dtype: Any) -> jax.Array:
+    """A hyperparameter as a scalar of ``dtype`` (products then happen in it)."""
+    return jnp.asarray(value).astype(dtype)
+
+
+def is_none(x: Any) -> bool:
+    return x is None
+
+
+def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+    """``jax.tree.map`` that leaves ``None`` leaves (and ``MaskedNode``) alone."""
+    return jax.tree.map(
+        lambda x, *r: None if x is None else f(x, *r), tree, *rest, is_leaf=is_none
+    )
+
+
+class _Pair:
+    """Two results of one leaf; deliberately not a pytree, so it stays a leaf."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: Any, second: Any):
+        self.first, self.second = first, second
+
+
+def tree_map2(f: Callable[..., tuple[Any, Any]], tree: Any, *rest: Any) -> tuple[Any, Any]:
+    """Like :func:`tree_map` for an ``f`` returning two leaves: two trees back."""
+    pairs = tree_map(lambda *xs: _Pair(*f(*xs)), tree, *rest)
+    is_pair = lambda x: isinstance(x, _Pair)  # noqa: E731
+    first = jax.tree.map(lambda p: p.first, pairs, is_leaf=is_pair)
+    second = jax.tree.map(lambda p: p.second, pairs, is_leaf=is_pair)
+    return first, second
+
+
+def zeros_like(params: Any, dtype: Any = None, *, real: bool = False) -> Any:
+    """Zeros shaped like ``params`` (a plain tree map, so shardings are kept).
+
+    Args:
+      params: the parameter tree.
+      dtype: dtype of every leaf; ``None`` keeps each param's dtype.
+      real: for a ``None`` dtype, use the real counterpart of complex params.
+    """
+
+    def make(p: jax.Array) -> jax.Array:
+        dt = dtype
+        if dt is None:
+            dt = real_dtype(p.dtype) if real else p.dtype
+        return jnp.zeros_like(p, dtype=dt)
+
+    return tree_map(make, params)

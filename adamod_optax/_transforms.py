@@ -1,0 +1,359 @@
+"""The building blocks: the Adam-style core, learning-rate bounds, weight decay.
+
+The family of optimizers in this package differs only in what happens to
+Adam's per-parameter learning rates ("rates") before they meet the momentum.
+The core, :func:`scale_by_bounded_adam`, owns the moments and bias
+corrections; it hands the rates to a *rate transformation*, an ordinary
+``optax.GradientTransformation`` whose "updates" are learning rates, and
+multiplies what comes back by the momentum. Bounds are rate transformations:
+
+* :func:`scale_by_momental_bound` (AdaMod): ``min(eta_t, EMA_b3(eta)_t)``;
+* :func:`clip_by_dynamic_bound` (AdaBound): ``clip(eta_t, lower_t, upper_t)``.
+
+Because they are ordinary transformations they chain with each other (and
+with optax's own), for example AdaBound's lower bound with AdaMod's upper
+bound::
+
+    rate_bound = optax.chain(
+        clip_by_dynamic_bound(1e-3, final_lr=0.1, upper=False),
+        scale_by_momental_bound(b3=0.999),
+    )
+    tx = optax.chain(
+        scale_by_bounded_adam(1e-3, rate_transform=rate_bound),
+        optax.scale(-1.0),
+    )
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple, Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from adamod_optax import _base
+
+BiasCorrection = Literal["folded", "explicit"]
+
+
+class ScaleByBoundedAdamState(NamedTuple):
+    """State of :func:`scale_by_bounded_adam`.
+
+    Attributes:
+      count: int32 scalar, the number of updates applied so far. It saturates
+        at the int32 maximum instead of wrapping (``optax.safe_increment``).
+      mu: first moment ``m_t``, an EMA (decay ``b1``) of the gradients; same
+        tree as the params, dtype ``mu_dtype`` or the param's dtype.
+      nu: second moment ``v_t``, an EMA (decay ``b2``) of ``|g|^2``; same tree,
+        dtype ``nu_dtype`` or the param's real dtype.
+      nu_max: AMSGrad's running maximum of ``nu`` (same tree and dtype), or
+        ``None`` when ``amsgrad=False``.
+      rate_state: the state of ``rate_transform`` (for AdaMod the
+        :class:`ScaleByMomentalBoundState` holding the rate average).
+    """
+
+    count: chex.Array
+    mu: optax.Updates
+    nu: optax.Updates
+    nu_max: Optional[optax.Updates]
+    rate_state: optax.OptState
+
+
+def _ema(decay: Any, old: jax.Array, new: jax.Array, dtype: Any) -> jax.Array:
+    """``decay * old + (1 - decay) * new`` computed in ``dtype``."""
+    decay = _base.scalar(decay, _base.real_dtype(dtype))
+    return decay * old.astype(dtype) + (1 - decay) * new.astype(dtype)
+
+
+def _abs_sq(g: jax.Array) -> jax.Array:
+    if jnp.iscomplexobj(g):
+        return jnp.real(g) ** 2 + jnp.imag(g) ** 2
+    return g * g
+
+
+def scale_by_bounded_adam(
+    learning_rate: optax.ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    rate_transform: Optional[optax.GradientTransformation] = None,
+    bias_correction: BiasCorrection = "folded",
+    amsgrad: bool = False,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Adam's moments and per-parameter learning rates, with a pluggable bound.
+
+    With ``t`` the 1-based step, ``lr_t = learning_rate(t - 1)`` and ``g`` the
+    incoming update (gradient)::
+
+      m_t   = b1 m_{t-1} + (1 - b1) g
+      v_t   = b2 v_{t-1} + (1 - b2) |g|^2          (AMSGrad: v_t <- max(v_t, v_max))
+
+    ``bias_correction="folded"`` (Adam's "efficient" form, used by the released
+    AdaMod, AdaBound and DiffGrad code; eps sits on the *uncorrected* sqrt(v))::
+
+      eta_t = lr_t sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v_t) + eps),  d_t = m_t
+
+    ``bias_correction="explicit"`` (the AdaMod paper's Algorithm 2, optax.adam)::
+
+      eta_t = lr_t / (sqrt(v_t / (1 - b2^t)) + eps),  d_t = m_t / (1 - b1^t)
+
+    The per-parameter rates ``eta_t`` (a tree like the params) go through
+    ``rate_transform`` (identity when ``None``), and the output is
+    ``rate_transform(eta_t) * d_t``: a *positive* step that already includes
+    the learning rate. Negate it (``optax.scale(-1.0)``) to descend; do not
+    chain ``optax.scale_by_learning_rate`` after it.
+
+    Moments of float16/bfloat16 leaves are computed in float32 and cast to
+    their storage dtype; updates have the dtype of the incoming gradients.
+
+    Args:
+      learning_rate: a float or an optax schedule ``count -> lr`` (update ``k``,
+        0-based, uses ``learning_rate(k)``).
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added to ``sqrt(v_t)`` (or ``sqrt(v_hat_t)``), >= 0.
+      rate_transform: a transformation over learning rates, for example
+        :func:`scale_by_momental_bound` or :func:`clip_by_dynamic_bound`.
+      bias_correction: ``"folded"`` or ``"explicit"``, see above.
+      amsgrad: keep the running maximum of ``v_t`` and use it for the rates.
+      mu_dtype: storage dtype of ``m_t`` (default: the param's dtype).
+      nu_dtype: storage dtype of ``v_t`` (default: the param's real dtype).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with state
+      :class:`ScaleByBoundedAdamState`.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> from adamod_optax import scale_by_bounded_adam, scale_by_momental_bound
+      >>> tx = optax.chain(
+      ...     scale_by_bounded_adam(0.1, rate_transform=scale_by_momental_bound(0.9)),
+      ...     optax.scale(-1.0))
+      >>> params = {"w": jnp.ones(3)}
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+      >>> print(updates["w"])  # (1 - b3) times Adam's first step of -lr
+      [-0.01 -0.01 -0.01]
+    """
+    _base.check_learning_rate(learning_rate)
+    _base.check_decay_rate("b1", b1)
+    _base.check_decay_rate("b2", b2)
+    _base.check_range("eps", eps, low=0.0)
+    if bias_correction not in ("folded", "explicit"):
+        raise ValueError(
+            f"`bias_correction` must be 'folded' or 'explicit', got {bias_correction!r}."
+        )
+    rate_tx = optax.with_extra_args_support(
+        optax.identity() if rate_transform is None else rate_transform
+    )
+
+    def init_fn(params: optax.Params) -> ScaleByBoundedAdamState:
+        return ScaleByBoundedAdamState(
+            count=jnp.zeros([], jnp.int32),
+            mu=_base.zeros_like(params, mu_dtype),
+            nu=_base.zeros_like(params, nu_dtype, real=True),
+            nu_max=_base.zeros_like(params, nu_dtype, real=True) if amsgrad else None,
+            rate_state=rate_tx.init(params),
+        )
+
+    def update_fn(
+        updates: optax.Updates,
+        state: ScaleByBoundedAdamState,
+        params: Optional[optax.Params] = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, ScaleByBoundedAdamState]:
+        count_inc = optax.safe_increment(state.count)
+        lr = _base.at_count(learning_rate, state.count)
+
+        def leaf_dtype(g, m, v):
+            return _base.compute_dtype(g.dtype, m.dtype, v.dtype)
+
+        mu = _base.tree_map(
+            lambda g, m, v: _ema(b1, m, g, leaf_dtype(g, m, v)).astype(m.dtype),
+            updates, state.mu, state.nu,
+        )
+        nu = _base.tree_map(
+            lambda g, m, v: _ema(
+                b2, v, _abs_sq(g.astype(leaf_dtype(g, m, v))),
+                _base.real_dtype(leaf_dtype(g, m, v)),
+            ).astype(v.dtype),
+            updates, state.mu, state.nu,
+        )
+        if amsgrad:
+            nu_max = _base.tree_map(jnp.maximum, state.nu_max, nu)
+            nu_for_rate = nu_max
+        else:
+            nu_max = None
+            nu_for_rate = nu
+
+        def rate_and_direction(g, m, v):
+            dt = leaf_dtype(g, m, v)
+            rdt = _base.real_dtype(dt)
+            t = count_inc.astype(rdt)
+            lr_t = _base.scalar(lr, rdt)
+            bc1 = 1 - _base.scalar(b1, rdt) ** t
+            bc2 = 1 - _base.scalar(b2, rdt) ** t
+            eps_ = _base.scalar(eps, rdt)
+            v = v.astype(rdt)
+            if bias_correction == "folded":
+                step_size = lr_t * jnp.sqrt(bc2) / bc1
+                return step_size / (jnp.sqrt(v) + eps_), m.astype(dt)
+            return lr_t / (jnp.sqrt(v / bc2) + eps_), m.astype(dt) / bc1
+
+        rates, directions = _base.tree_map2(rate_and_direction, updates, mu, nu_for_rate)
+        bounded, rate_state = rate_tx.update(
+            rates, state.rate_state, params, **extra_args
+        )
+        new_updates = _base.tree_map(
+            lambda g, r, d: (r * d).astype(g.dtype), updates, bounded, directions
+        )
+        return new_updates, ScaleByBoundedAdamState(
+            count=count_inc, mu=mu, nu=nu, nu_max=nu_max, rate_state=rate_state
+        )
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class ScaleByMomentalBoundState(NamedTuple):
+    """State of :func:`scale_by_momental_bound`.
+
+    Attributes:
+      rate_avg: ``s_t``, the exponential moving average (decay ``b3``) of the
+        learning rates it has seen, learning-rate schedule included; starts at
+        zero and is not bias corrected. Same tree as the params, real dtype.
+    """
+
+    rate_avg: optax.Updates
+
+
+def scale_by_momental_bound(
+    b3: float = 0.999, *, dtype: Optional[Any] = None
+) -> optax.GradientTransformationExtraArgs:
+    r"""AdaMod's momental bound over per-parameter learning rates.
+
+    This is a *rate transformation*: its inputs are learning rates ``eta_t``
+    (for example from :func:`scale_by_bounded_adam`), not gradients::
+
+      s_t      = b3 s_{t-1} + (1 - b3) eta_t,   s_0 = 0
+      output_t = min(eta_t, s_t)
+
+    Because ``s`` starts at zero the first steps are ``(1 - b3)`` times smaller
+    than Adam's, growing over roughly ``1 / (1 - b3)`` steps: a built-in
+    warmup. ``b3 = 0`` is the identity. The state matters: rebuilding the
+    optimizer every step restarts the bound at zero.
+
+    Args:
+      b3: decay of the rate average, in [0, 1); the memory is about
+        ``1 / (1 - b3)`` steps. ``b3 = 1`` is rejected: it freezes updates at 0.
+      dtype: storage dtype of ``s_t`` (default: the param's real dtype).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with state
+      :class:`ScaleByMomentalBoundState`.
+
+    References:
+      Ding, Ren, Luo, Sun: "An Adaptive and Momental Bound Method for
+      Stochastic Learning", arXiv:1910.12249, 2019.
+    """
+    _base.check_decay_rate("b3", b3)
+
+    def init_fn(params: optax.Params) -> ScaleByMomentalBoundState:
+        return ScaleByMomentalBoundState(rate_avg=_base.zeros_like(params, dtype, real=True))
+
+    def update_fn(rates, state, params=None, **extra_args):
+        del params, extra_args
+
+        def bound(eta, s):
+            dt = _base.compute_dtype(eta.dtype, s.dtype)
+            s_new = _ema(b3, s, eta, dt)
+            return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype), s_new.astype(s.dtype)
+
+        bounded, rate_avg = _base.tree_map2(bound, rates, state.rate_avg)
+        return bounded, ScaleByMomentalBoundState(rate_avg=rate_avg)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class AddDecoupledWeightDecayState(NamedTuple):
+    """State of :func:`add_decoupled_weight_decay`.
+
+    Attributes:
+      count: int32 scalar step counter for the weight-decay and learning-rate
+        schedules (saturating).
+    """
+
+    count: chex.Array
+
+
+def add_decoupled_weight_decay(
+    weight_decay: optax.ScalarOrSchedule = 0.0,
+    learning_rate: optax.ScalarOrSchedule = 1.0,
+    mask: Optional[Any] = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Adds ``weight_decay_t * learning_rate_t * params`` to the updates.
+
+    In a chain that ends with ``optax.scale(-1.0)`` this is decoupled weight
+    decay (Loshchilov & Hutter) with the learning rate inside, as the released
+    AdaMod code applies it::
+
+      theta <- theta - wd_t lr_t theta
+
+    Use it after a transformation that already includes the learning rate
+    (:func:`scale_by_bounded_adam`). The scalar product ``wd_t * lr_t`` is
+    formed in the params' dtype (at least float32).
+
+    Args:
+      weight_decay: a non-negative float or schedule.
+      learning_rate: a non-negative float or schedule, evaluated at the same
+        count as the optimizer's (update ``k`` uses ``learning_rate(k)``).
+      mask: as in ``optax.add_decayed_weights``: a pytree of booleans (or a
+        prefix of the params tree), or a callable params -> such a pytree;
+        ``True`` where decay applies.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; with a mask its state is
+      an ``optax.MaskedState`` around :class:`AddDecoupledWeightDecayState`.
+    """
+    _base.check_range("weight_decay", weight_decay, low=0.0)
+    _base.check_learning_rate(learning_rate)
+    if mask is not None:
+        _base.check_mask(mask)
+
+    def init_fn(params):
+        del params
+        return AddDecoupledWeightDecayState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        if params is None:
+            if _base.concrete_float(weight_decay) == 0.0:
+                return updates, AddDecoupledWeightDecayState(
+                    count=optax.safe_increment(state.count)
+                )
+            raise ValueError(
+                "weight decay needs the params: call update(grads, state, params)."
+            )
+        wd = _base.at_count(weight_decay, state.count)
+        lr = _base.at_count(learning_rate, state.count)
+
+        def decay(u, p):
+            dt = _base.compute_dtype(u.dtype, p.dtype)
+            rdt = _base.real_dtype(dt)
+            coef = _base.scalar(wd, rdt) * _base.scalar(lr, rdt)
+            return (u.astype(dt) + coef * p.astype(dt)).astype(u.dtype)
+
+        new_updates = _base.tree_map(decay, updates, params)
+        return new_updates, AddDecoupledWeightDecayState(
+            count=optax.safe_increment(state.count)
+        )
+
+    tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    if mask is not None:
+        return optax.masked(tx, mask)
+    return tx
+
