@@ -1,12 +1,26 @@
 """Registry of the package's optimizers, for tests parametrised over the family.
 
-Each entry builds the optimizer from keyword arguments; ``defaults`` are the
-arguments used by behaviour tests. Modules adding an optimizer add a line here.
+Each entry is called with keyword arguments and builds the optimizer; ``entry.fn`` is the public
+function and ``entry.base`` the keyword arguments behaviour tests use, so tests can also wrap the
+function itself (for example in ``optax.inject_hyperparams``).
 """
 
 import adamod_optax as ao
 
+
+class Entry:
+    def __init__(self, fn, **base):
+        self.fn, self.base = fn, base
+
+    def __call__(self, **kw):
+        return self.fn(**{**self.base, **kw})
+
+
+def entry(fn, **base):
+    return Entry(fn, **base)
+
+
 FAMILY = {
-    "adamod": lambda **kw: ao.adamod(**{"learning_rate": 1e-2, **kw}),
-    "adamod_paper": lambda **kw: ao.adamod(**{"learning_rate": 1e-2, "algorithm": "paper", **kw}),
+    "adamod": entry(ao.adamod, learning_rate=1e-2),
+    "adamod_paper": entry(ao.adamod, learning_rate=1e-2, algorithm="paper"),
 }
