@@ -11,21 +11,27 @@ from __future__ import annotations
 import numpy as np
 
 
-class AdaModReleased:
-    """AdaMod as in the authors' released PyTorch code."""
-
+class _AdaModBase:
     def __init__(self, b1=0.9, b2=0.999, b3=0.999, eps=1e-8):
         self.b1, self.b2, self.b3, self.eps = b1, b2, b3, eps
         self.t = 0
         self.m = self.v = self.s = None
 
-    def step(self, params, grads, lr, weight_decay=0.0, decay_mask=None):
+    def _start(self, params):
+        """Lazily create zero moments; advance and return the 1-based step."""
         if self.m is None:
             self.m = {k: np.zeros_like(p) for k, p in params.items()}
             self.v = {k: np.zeros_like(p) for k, p in params.items()}
             self.s = {k: np.zeros_like(p) for k, p in params.items()}
         self.t += 1
-        t = self.t
+        return self.t
+
+
+class AdaModReleased(_AdaModBase):
+    """AdaMod as in the authors' released PyTorch code."""
+
+    def step(self, params, grads, lr, weight_decay=0.0, decay_mask=None):
+        t = self._start(params)
         out = {}
         for k, p in params.items():
             g = grads[k]
@@ -48,21 +54,11 @@ class AdaModReleased:
         return eta, dict(self.s)
 
 
-class AdaModPaper:
+class AdaModPaper(_AdaModBase):
     """AdaMod as written in the paper (Algorithm 2), plus decoupled decay."""
 
-    def __init__(self, b1=0.9, b2=0.999, b3=0.999, eps=1e-8):
-        self.b1, self.b2, self.b3, self.eps = b1, b2, b3, eps
-        self.t = 0
-        self.m = self.v = self.s = None
-
     def step(self, params, grads, lr, weight_decay=0.0, decay_mask=None):
-        if self.m is None:
-            self.m = {k: np.zeros_like(p) for k, p in params.items()}
-            self.v = {k: np.zeros_like(p) for k, p in params.items()}
-            self.s = {k: np.zeros_like(p) for k, p in params.items()}
-        self.t += 1
-        t = self.t
+        t = self._start(params)
         out = {}
         for k, p in params.items():
             g = grads[k]
