@@ -8,7 +8,8 @@ optimizer of the package validates, schedules and casts in the same way.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

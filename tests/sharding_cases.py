@@ -165,7 +165,7 @@ def test_sharded_training_equals_single_device(layout):
     chex.assert_trees_all_close(p8, p1, rtol=1e-12, atol=1e-14)
     chex.assert_trees_all_close(s8, s1, rtol=1e-12, atol=1e-14)
     _assert_state_sharded_like_params(s8, params, tx)
-    for a, b in zip(jax.tree.leaves(p8), jax.tree.leaves(params)):
+    for a, b in zip(jax.tree.leaves(p8), jax.tree.leaves(params), strict=True):
         assert a.sharding.is_equivalent_to(b.sharding, a.ndim)
 
 

@@ -33,7 +33,8 @@ TREES = _trees()
 
 
 def _flat(tree):
-    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
 
 
 def _grad(flat_params, k):
@@ -49,7 +50,8 @@ def _grad(flat_params, k):
 
 
 def _unflat(flat, like):
-    leaves = [jnp.asarray(flat[jax.tree_util.keystr(k)]) for k, _ in jax.tree_util.tree_leaves_with_path(like)]
+    paths = jax.tree_util.tree_leaves_with_path(like)
+    leaves = [jnp.asarray(flat[jax.tree_util.keystr(k)]) for k, _ in paths]
     return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
 
@@ -57,7 +59,9 @@ WARMUP_DECAY = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 50, 1000, 1e-4)
 LINEAR_DECAY = optax.linear_schedule(3e-3, 1e-4, 800)
 
 
-def _run(tree_name, lr, *, steps, jit, weight_decay=0.0, mask=None, algorithm="released", b3=0.999, **kw):
+def _run(
+    tree_name, lr, *, steps, jit, weight_decay=0.0, mask=None, algorithm="released", b3=0.999, **kw
+):
     """Run package and reference side by side; return max relative deviation over leaves."""
     params0 = jax.tree.map(jnp.asarray, TREES[tree_name])
     tx = ao.adamod(lr, b3=b3, weight_decay=weight_decay, mask=mask, algorithm=algorithm, **kw)
@@ -128,7 +132,9 @@ def test_weight_decay_schedule():
     params0 = jax.tree.map(jnp.asarray, TREES["dense"])
     tx = ao.adamod(1e-2, weight_decay=wd_sched)
     ref = AdaModReleased()
-    step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p)))
+    step = jax.jit(
+        lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p))
+    )
     wd_jit = jax.jit(wd_sched)
     params, state, ref_params = params0, tx.init(params0), _flat(params0)
     for k in range(700):
@@ -209,7 +215,8 @@ def test_step_one_is_one_minus_b3_times_adam(b3):
 
 
 def _find(state, cls):
-    found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, cls)) if isinstance(s, cls)]
+    leaves = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, cls))
+    found = [s for s in leaves if isinstance(s, cls)]
     assert len(found) == 1
     return found[0]
 

@@ -87,7 +87,7 @@ def test_resume_from_orbax_checkpoint_is_bit_identical(tmp_path):
     restored = ocp.StandardCheckpointer().restore(tmp_path / "step_5", abstract)
     opt_state = restored["opt_state"]
     assert jax.tree.structure(opt_state) == jax.tree.structure(tx.init(_init_params()))
-    for a, b in zip(saved_leaves, jax.tree.leaves(opt_state)):
+    for a, b in zip(saved_leaves, jax.tree.leaves(opt_state), strict=True):
         np.testing.assert_array_equal(a, b)
     assert int(opt_state[1].count) == SAVE_AT  # inject_hyperparams' schedule count
     assert float(opt_state[1].hyperparams["weight_decay"]) == np.float32(5e-2)

@@ -208,7 +208,7 @@ def test_map_params_shapes_state(name):
     state = tx.init(params)
     marked = optax.tree.map_params(tx, lambda x: jnp.full_like(x, 7.0), state)
     assert jax.tree.structure(marked) == jax.tree.structure(state)
-    for leaf, ref in zip(jax.tree.leaves(marked), jax.tree.leaves(state)):
+    for leaf, ref in zip(jax.tree.leaves(marked), jax.tree.leaves(state), strict=True):
         if ref.shape in ((4, 2), (2,)):
             assert bool(jnp.all(leaf == 7.0))
 

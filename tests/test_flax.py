@@ -51,7 +51,9 @@ def test_nnx_optimizer_equals_the_functional_optax_loop():
     x, y = _regression()
     tx = adamod(1e-2, b3=0.9, weight_decay=1e-2)
 
-    model = nnx.Sequential(nnx.Linear(1, 8, rngs=nnx.Rngs(0)), nnx.tanh, nnx.Linear(8, 1, rngs=nnx.Rngs(1)))
+    model = nnx.Sequential(
+        nnx.Linear(1, 8, rngs=nnx.Rngs(0)), nnx.tanh, nnx.Linear(8, 1, rngs=nnx.Rngs(1))
+    )
     graphdef, params0 = nnx.split(model, nnx.Param)
     params0 = jax.tree.map(jnp.copy, params0)
 
