@@ -7,6 +7,8 @@ device count must be set before JAX initialises, so the launcher runs
 hand with fewer devices fails at the first check.
 """
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -150,17 +152,45 @@ def _run(tx, params, state, steps, batch_sharding=None):
     return params, state
 
 
+STEPS = 3
+
+
+@functools.cache
+def _single_device_training():
+    """The reference run on one device, shared by the layouts."""
+    tx = _tx()
+    p1 = jax.device_put(_params(), jax.devices()[0])
+    return _run(tx, p1, tx.init(p1), steps=STEPS)
+
+
+@functools.cache
+def _single_device_updates():
+    tx = _update_tx()
+    grads = _grads()
+    update = jax.jit(tx.update)
+    state = tx.init(_params())
+    for _ in range(STEPS):
+        updates, state = update(grads, state, _params())
+    return updates, state
+
+
+def _update_tx():
+    return adamod(1e-2, b3=0.9, weight_decay=1e-2)
+
+
+def _grads():
+    return jax.tree.map(lambda p: jnp.sin(3.0 * p), _params())
+
+
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_sharded_training_equals_single_device(layout):
     mesh = _mesh()
     tx = _tx()
-    single = jax.devices()[0]
-    p1 = jax.device_put(_params(), single)
-    p1, s1 = _run(tx, p1, tx.init(p1), steps=4)
+    p1, s1 = _single_device_training()
 
     params = _shard(_params(), LAYOUTS[layout](_params()), mesh)
     state = jax.jit(tx.init, out_shardings=_state_shardings(tx, params, mesh))(params)
-    p8, s8 = _run(tx, params, state, steps=4, batch_sharding=NamedSharding(mesh, P("data")))
+    p8, s8 = _run(tx, params, state, steps=STEPS, batch_sharding=NamedSharding(mesh, P("data")))
     # Sharded matmuls and the global norm may sum in another order: float64 close.
     chex.assert_trees_all_close(p8, p1, rtol=1e-12, atol=1e-14)
     chex.assert_trees_all_close(s8, s1, rtol=1e-12, atol=1e-14)
@@ -173,17 +203,15 @@ def test_sharded_training_equals_single_device(layout):
 def test_sharded_update_is_bit_identical_for_the_same_gradients(layout):
     """The optimizer itself is elementwise: same gradients, same bits."""
     mesh = _mesh()
-    tx = adamod(1e-2, b3=0.9, weight_decay=1e-2)
-    grads = jax.tree.map(lambda p: jnp.sin(3.0 * p), _params())
+    tx = _update_tx()
     specs = LAYOUTS[layout](_params())
     params = _shard(_params(), specs, mesh)
-    sharded_grads = _shard(grads, specs, mesh)
+    sharded_grads = _shard(_grads(), specs, mesh)
     update = jax.jit(tx.update)
-
-    s1, s8 = tx.init(_params()), tx.init(params)
-    for _ in range(3):
-        u1, s1 = update(grads, s1, _params())
+    s8 = tx.init(params)
+    for _ in range(STEPS):
         u8, s8 = update(sharded_grads, s8, params)
+    u1, s1 = _single_device_updates()
     chex.assert_trees_all_equal(u8, u1)
     chex.assert_trees_all_equal(s8, s1)
     _assert_state_sharded_like_params(s8, params, tx)
