@@ -215,3 +215,25 @@ def test_sharded_update_is_bit_identical_for_the_same_gradients(layout):
     chex.assert_trees_all_equal(u8, u1)
     chex.assert_trees_all_equal(s8, s1)
     _assert_state_sharded_like_params(s8, params, tx)
+
+
+def test_explicit_axes_mesh_needs_no_out_shardings():
+    """With explicit mesh axes shardings are part of the types: jit(tx.init) just works."""
+    AxisType = pytest.importorskip("jax.sharding").AxisType
+    if not hasattr(jax, "set_mesh"):
+        pytest.skip("jax.set_mesh needs a newer jax")
+    mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(AxisType.Explicit,) * 2)
+    with jax.set_mesh(mesh):
+        params = _shard(_params(), _tp_specs(_params()), mesh)
+        tx = _tx()
+        state = jax.jit(tx.init)(params)
+        _assert_state_sharded_like_params(state, params, tx)
+
+        @jax.jit
+        def step(params, state):
+            grads = jax.tree.map(lambda p: jnp.sin(3.0 * p), params)
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+
+        params, state = step(params, state)
+        _assert_state_sharded_like_params(state, params, tx)

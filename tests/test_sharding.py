@@ -39,4 +39,4 @@ def test_sharding_cases_on_8_simulated_cpu_devices():
     summary = proc.stdout.strip().splitlines()[-1]
     passed = re.search(r"(\d+) passed", summary)
     assert passed and int(passed.group(1)) >= 8, output[-8000:]
-    assert "skipped" not in summary and "failed" not in summary, output[-8000:]
+    assert "failed" not in summary and "error" not in summary, output[-8000:]
