@@ -34,8 +34,9 @@ if __name__ == "__main__":  # standalone: the setup conftest.py does under pytes
     _TESTS = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [_TESTS, os.path.dirname(_TESTS)]
 
-import adamod_optax  # noqa: E402
-from golden import problem  # noqa: E402
+from golden import problem
+
+import adamod_optax
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 OPTIMIZERS = ("adamod", "adabound", "amsbound", "diffgrad")
@@ -86,7 +87,7 @@ def package_optimizer(name: str, config: dict, lr_table: np.ndarray):
         learning_rate = float(lr_table[0])
     else:
         table = jnp.asarray(lr_table, dtype=jnp.float64)
-        learning_rate = lambda count: table[count]  # noqa: E731
+        learning_rate = lambda count: table[count]
     kwargs = {k: h[k] for k in ("b1", "b2", "eps", "weight_decay") if k in h}
     if name == "adamod":
         if "b3" in h:

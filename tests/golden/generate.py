@@ -56,7 +56,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # tests/: `golden.problem`, `reference`
 
-from golden import problem  # noqa: E402
+from golden import problem
 
 OPTIMIZERS = ("adamod", "adabound", "amsbound", "diffgrad")
 
@@ -85,15 +85,16 @@ def _torch_optimizer(name, params, cfg):
              "weight_decay": 0.0},
         ]
     if name == "adamod":
-        kw = dict(lr=lr0, betas=(b1, b2), beta3=h.get("b3", 0.999), eps=eps, weight_decay=wd)
+        kw = {"lr": lr0, "betas": (b1, b2), "beta3": h.get("b3", 0.999), "eps": eps,
+              "weight_decay": wd}
         return torch_optimizer.AdaMod(groups, **kw), kw
     if name in ("adabound", "amsbound"):
-        kw = dict(lr=lr0, betas=(b1, b2), final_lr=h.get("final_lr", 0.1),
-                  gamma=h.get("gamma", 1e-3), eps=eps, weight_decay=wd,
-                  amsbound=name == "amsbound")
+        kw = {"lr": lr0, "betas": (b1, b2), "final_lr": h.get("final_lr", 0.1),
+              "gamma": h.get("gamma", 1e-3), "eps": eps, "weight_decay": wd,
+              "amsbound": name == "amsbound"}
         return adabound.AdaBound(groups, **kw), kw
     if name == "diffgrad":
-        kw = dict(lr=lr0, betas=(b1, b2), eps=eps, weight_decay=wd)
+        kw = {"lr": lr0, "betas": (b1, b2), "eps": eps, "weight_decay": wd}
         return torch_optimizer.DiffGrad(groups, **kw), kw
     raise ValueError(name)
 
