@@ -87,7 +87,10 @@ def package_optimizer(name: str, config: dict, lr_table: np.ndarray):
         learning_rate = float(lr_table[0])
     else:
         table = jnp.asarray(lr_table, dtype=jnp.float64)
-        learning_rate = lambda count: table[count]
+
+        def learning_rate(count):
+            return table[count]
+
     kwargs = {k: h[k] for k in ("b1", "b2", "eps", "weight_decay") if k in h}
     if name == "adamod":
         if "b3" in h:

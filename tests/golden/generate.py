@@ -4,7 +4,8 @@ Usage (from the repository root; needs torch, never a dependency of the package)
 
     pip install torch==2.13.0
     pip install --no-deps torch-optimizer==0.3.0 pytorch-ranger adabound==0.0.5
-    python tests/golden/generate.py            # writes tests/golden/{adamod,adabound,amsbound,diffgrad}.npz
+    python tests/golden/generate.py          # writes tests/golden/<optimizer>.npz
+
     python tests/golden/generate.py --check    # regenerate in memory, compare with the files
 
 For every configuration of ``problem.configs()`` it runs 1000 float64 steps of
@@ -56,7 +57,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # tests/: `golden.problem`, `reference`
 
-from golden import problem
+from golden import problem  # noqa: E402
 
 OPTIMIZERS = ("adamod", "adabound", "amsbound", "diffgrad")
 
