@@ -25,11 +25,15 @@ class ClipByDynamicBoundState(NamedTuple):
 
 
 def _check_base_lr(learning_rate: Any, base_lr: Any) -> None:
-    """Reject a base learning rate of 0 (or below) before it divides anything."""
+    """Reject a base learning rate that would divide by zero (or flip the bounds).
+
+    A constant learning rate of 0 is fine (``lr_t / base_lr`` is then taken as
+    0: no step); a *schedule* starting at 0 is not, since its later, positive
+    values would be divided by 0.
+    """
     if base_lr is not None:
         _base.check_range("base_lr", base_lr, low=0.0, low_inclusive=False)
-        return
-    if callable(learning_rate):
+    elif callable(learning_rate):
         start = _base.concrete_float(learning_rate(jnp.zeros([], jnp.int32)))
         if start is not None and start <= 0.0:
             raise ValueError(
@@ -39,14 +43,6 @@ def _check_base_lr(learning_rate: Any, base_lr: Any) -> None:
                 "`base_lr` > 0 explicitly: the learning rate at which the bounds "
                 "converge to `final_lr` (for a warmup, its peak value)."
             )
-        return
-    value = _base.concrete_float(learning_rate)
-    if value is not None and value <= 0.0:
-        raise ValueError(
-            f"`learning_rate` must be > 0 for AdaBound's bound "
-            f"final_lr * lr_t / base_lr (base_lr defaults to the learning rate), "
-            f"got {learning_rate!r}; or pass `base_lr` > 0 explicitly."
-        )
 
 
 def clip_by_dynamic_bound(
@@ -82,11 +78,15 @@ def clip_by_dynamic_bound(
     context as the step), so decaying the schedule by 10x also moves both
     bounds by 10x. A schedule that starts at 0 (a warmup from zero) has no
     such base: pass ``base_lr`` explicitly (usually the peak learning rate),
-    or a ``ValueError`` is raised at construction. ``optax.inject_hyperparams``
-    re-evaluates a scheduled learning rate every step and passes the *value*
-    to this factory, so the default base would equal ``lr_t`` and the bounds
-    would ignore the schedule; give ``base_lr`` explicitly there too (it is
-    then identical to the plain, uninjected optimizer).
+    or a ``ValueError`` is raised at construction. A constant learning rate
+    of 0 takes no step (``lr_t / base_lr`` is taken as 0).
+
+    **inject_hyperparams.** ``optax.inject_hyperparams`` evaluates a scheduled
+    (or changed) learning rate itself and passes the *value* to this factory
+    every step, so the default base equals ``lr_t`` and ``final_t`` stays at
+    ``final_lr`` whatever the learning rate does (0 still takes no step).
+    Give ``base_lr`` explicitly there: the bounds then follow the injected
+    learning rate exactly as in the plain, uninjected optimizer.
 
     Args:
       learning_rate: the learning rate ``lr_t`` of the core (float or optax
@@ -105,8 +105,9 @@ def clip_by_dynamic_bound(
 
     Raises:
       ValueError: for ``gamma <= 0``, negative ``final_lr``, ``base_lr <= 0``,
-        or (without ``base_lr``) a learning rate or schedule starting at
-        ``<= 0``. Traced values (inside ``jit``) cannot be checked.
+        or (without ``base_lr``) a schedule whose value at count 0 is 0. A
+        constant learning rate of 0 is accepted (no step). Traced values
+        (inside ``jit``) cannot be checked.
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -149,9 +150,10 @@ def clip_by_dynamic_bound(
         def clip(eta: jax.Array) -> jax.Array:
             dt = _base.real_dtype(eta.dtype)
             lr_t, base_t = _base.scalar(lr, dt), _base.scalar(base, dt)
-            # lr_t == base_t (a constant learning rate) gives exactly 1, also
-            # when both are 0 (inject_hyperparams with a schedule at its 0).
-            ratio = jnp.where(lr_t == base_t, jnp.ones([], dt), lr_t / base_t)
+            # lr_t == base_t (a constant learning rate) gives exactly 1, and
+            # lr_t == 0 gives 0 (no step) even when base_t is 0 too, as happens
+            # under inject_hyperparams without an explicit base_lr.
+            ratio = jnp.where(lr_t == base_t, (lr_t != 0).astype(dt), lr_t / base_t)
             final = _base.scalar(final_lr, dt) * ratio
             gt = _base.scalar(gamma, dt) * count_inc.astype(dt)
             out = eta

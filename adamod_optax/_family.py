@@ -159,8 +159,8 @@ def adabound(
     Raises:
       ValueError: for ``gamma <= 0``, negative ``final_lr``, learning rate, eps
         or weight decay, ``b1``/``b2`` outside [0, 1), ``base_lr <= 0``, a
-        learning rate (or schedule at count 0) of 0 without ``base_lr``, or an
-        unknown ``weight_decay_mode``.
+        schedule starting at 0 without ``base_lr``, or an unknown
+        ``weight_decay_mode``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
