@@ -14,7 +14,7 @@ import optax
 
 from adamod_optax._alias import _B3_DEFAULT, resolve_b3
 from adamod_optax._bounds import clip_by_dynamic_bound
-from adamod_optax._friction import with_friction
+from adamod_optax._friction import check_version, with_friction
 from adamod_optax._transforms import (
     add_decoupled_weight_decay,
     scale_by_bounded_adam,
@@ -301,6 +301,7 @@ def diffgrad(
       arXiv:1909.11015, 2019.
     """
     _check_mode(weight_decay_mode)
+    check_version(friction_version, "friction_version")
     core = with_friction(
         scale_by_bounded_adam(
             learning_rate, b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype
@@ -385,6 +386,7 @@ def diffmod(
       Networks", arXiv:1909.11015, 2019.
     """
     b3 = resolve_b3(b3, len_memory)
+    check_version(friction_version, "friction_version")
     core = with_friction(
         scale_by_bounded_adam(
             learning_rate,

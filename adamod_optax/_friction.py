@@ -56,12 +56,13 @@ def _friction_coefficient(prev_grad: jax.Array, grad: jax.Array, version: Any = 
     return _VERSIONS[int(version)](d)
 
 
-def _check_version(version: Any) -> None:
+def check_version(version: Any, name: str = "version") -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``version`` is 0, 1 or 2 (or traced)."""
     if _base.is_traced(version):
         return
-    value = _base.concrete_float(version)
+    value = None if isinstance(version, str) else _base.concrete_float(version)
     if value is None or value not in (0.0, 1.0, 2.0):
-        raise ValueError(f"`friction_version` must be 0, 1 or 2, got {version!r}.")
+        raise ValueError(f"`{name}` (the friction shape) must be 0, 1 or 2, got {version!r}.")
 
 
 def with_friction(
@@ -121,7 +122,7 @@ def with_friction(
       Optimization Method for Convolutional Neural Networks",
       arXiv:1909.11015, 2019.
     """
-    _check_version(version)
+    check_version(version)
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params: optax.Params) -> WithFrictionState:
