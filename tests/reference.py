@@ -101,6 +101,17 @@ class _FamilyBase:
         self.t += 1
         return self.t
 
+    def _decay(self, k, g, p, weight_decay, decay_mask, decoupled):
+        """(gradient after coupled L2, the decoupled rate to apply to theta instead)."""
+        wd = weight_decay if decay_mask is None or decay_mask[k] else 0.0
+        return (g, wd) if decoupled else (g + wd * p, 0.0)
+
+    def _moments(self, k, g, t):
+        """Update m and v with g; return sqrt(1 - b2^t) / (1 - b1^t) (a_t without lr)."""
+        self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
+        self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
+        return np.sqrt(1 - self.b2**t) / (1 - self.b1**t)
+
 
 class AdaBound(_FamilyBase):
     """AdaBound / AMSBound as in the original release (``adabound`` 0.0.5).
@@ -120,23 +131,17 @@ class AdaBound(_FamilyBase):
         t = self._start(params)
         out = {}
         for k, p in params.items():
-            g = grads[k]
-            wd = weight_decay if decay_mask is None or decay_mask[k] else 0.0
-            if wd != 0 and not decoupled:
-                g = g + wd * p
-            self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
-            self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
+            g, wd = self._decay(k, grads[k], p, weight_decay, decay_mask, decoupled)
+            a = lr * self._moments(k, g, t)
             v = self.v[k]
             if self.amsbound:
                 self.vmax[k] = np.maximum(self.vmax[k], self.v[k])
                 v = self.vmax[k]
-            a = lr * np.sqrt(1 - self.b2**t) / (1 - self.b1**t)
             eta = a / (np.sqrt(v) + self.eps)
             final = self.final_lr * lr / self.base_lr
             lower = final * (1 - 1 / (self.gamma * t + 1))
             upper = final * (1 + 1 / (self.gamma * t))
-            if wd != 0 and decoupled:
-                p = p - wd * lr * p
+            p = p - wd * lr * p
             out[k] = p - np.clip(eta, lower, upper) * self.m[k]
         return out
 
@@ -157,17 +162,11 @@ class DiffGrad(_FamilyBase):
         t = self._start(params)
         out = {}
         for k, p in params.items():
-            g = grads[k]
-            wd = weight_decay if decay_mask is None or decay_mask[k] else 0.0
-            if wd != 0 and not decoupled:
-                g = g + wd * p
-            self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
-            self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
+            g, wd = self._decay(k, grads[k], p, weight_decay, decay_mask, decoupled)
+            a = lr * self._moments(k, g, t)
             dfc = _friction(self.g_prev[k], g, self.version)
             self.g_prev[k] = np.array(g, copy=True)
-            a = lr * np.sqrt(1 - self.b2**t) / (1 - self.b1**t)
-            if wd != 0 and decoupled:
-                p = p - wd * lr * p
+            p = p - wd * lr * p
             out[k] = p - a * (self.m[k] * dfc) / (np.sqrt(self.v[k]) + self.eps)
         return out
 
@@ -184,17 +183,12 @@ class DiffMod(_FamilyBase):
         t = self._start(params)
         out = {}
         for k, p in params.items():
-            g = grads[k]
-            self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
-            self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
-            a = lr * np.sqrt(1 - self.b2**t) / (1 - self.b1**t)
-            eta = a / (np.sqrt(self.v[k]) + self.eps)
+            g, wd = self._decay(k, grads[k], p, weight_decay, decay_mask, decoupled=True)
+            eta = lr * self._moments(k, g, t) / (np.sqrt(self.v[k]) + self.eps)
             self.s[k] = self.b3 * self.s[k] + (1 - self.b3) * eta
             dfc = _friction(self.g_prev[k], g, self.version)
             self.g_prev[k] = np.array(g, copy=True)
-            wd = weight_decay if decay_mask is None or decay_mask[k] else 0.0
-            if wd != 0:
-                p = p - wd * lr * p
+            p = p - wd * lr * p
             out[k] = p - np.minimum(eta, self.s[k]) * (self.m[k] * dfc)
         return out
 
@@ -216,11 +210,7 @@ class AdaBoundLowerAdaModUpper(_FamilyBase):
         t = self._start(params)
         out = {}
         for k, p in params.items():
-            g = grads[k]
-            self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
-            self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
-            a = lr * np.sqrt(1 - self.b2**t) / (1 - self.b1**t)
-            eta = a / (np.sqrt(self.v[k]) + self.eps)
+            eta = lr * self._moments(k, grads[k], t) / (np.sqrt(self.v[k]) + self.eps)
             lower = self.final_lr * lr / self.base_lr * (1 - 1 / (self.gamma * t + 1))
             eta = np.maximum(eta, lower)
             self.s[k] = self.b3 * self.s[k] + (1 - self.b3) * eta
