@@ -87,9 +87,8 @@ def with_friction(
     that is widely copied keeps a reference to the gradient tensor instead,
     so when the training loop reuses gradient buffers in place ``d`` is 0 from
     step 2 on and friction collapses to a constant 0.5 (version 1 and 2
-    likewise); torch-optimizer's ``DiffGrad`` stores a reference too and is
-    only correct when fresh gradient tensors are allocated every step. A
-    functional state cannot alias: that bug cannot occur here.
+    likewise); torch-optimizer 0.3.0's ``DiffGrad`` stores a copy and is not
+    affected. A functional state cannot alias: that bug cannot occur here.
 
     Put weight decay that should count as part of the gradient (coupled L2)
     *before* this wrapper, as DiffGrad does: the friction then sees
