@@ -24,3 +24,11 @@ FAMILY = {
     "adamod": entry(ao.adamod, learning_rate=1e-2),
     "adamod_paper": entry(ao.adamod, learning_rate=1e-2, algorithm="paper"),
 }
+FAMILY.update({
+    # final_lr is an absolute SGD learning rate (it does not follow `learning_rate` unless
+    # base_lr is given); 1e-3 keeps the SGD end phase stable on Rosenbrock (curvature ~1000).
+    "adabound": entry(ao.adabound, learning_rate=1e-2, final_lr=1e-3),
+    "amsbound": entry(ao.amsbound, learning_rate=1e-2, final_lr=1e-3),
+    "diffgrad": entry(ao.diffgrad, learning_rate=1e-2),
+    "diffmod": entry(ao.diffmod, learning_rate=1e-2),
+})
