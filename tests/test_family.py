@@ -10,7 +10,16 @@ import numpy as np
 import optax
 import pytest
 from reference import AdaBound, AdaBoundLowerAdaModUpper, DiffGrad, DiffMod
-from test_adamod import LINEAR_DECAY, TOL, TREES, WARMUP_DECAY, _decay_matrices, _flat, _grad, _unflat
+from test_adamod import (
+    LINEAR_DECAY,
+    TOL,
+    TREES,
+    WARMUP_DECAY,
+    _decay_matrices,
+    _flat,
+    _grad,
+    _unflat,
+)
 
 import adamod_optax as ao
 
@@ -24,25 +33,53 @@ def _make(name, lr, *, base_lr=None, weight_decay=0.0, mask=None, mode="coupled"
     """(optimizer, reference, extra reference step kwargs, base learning rate for the reference)."""
     if name in ("adabound", "amsbound"):
         fn = ao.adabound if name == "adabound" else ao.amsbound
-        tx = fn(lr, FINAL, GAMMA, weight_decay=weight_decay, mask=mask, weight_decay_mode=mode,
-                base_lr=base_lr)
-        return tx, lambda base: AdaBound(base, FINAL, GAMMA, amsbound=name == "amsbound"), {
-            "decoupled": mode == "decoupled"}
+        tx = fn(
+            lr,
+            FINAL,
+            GAMMA,
+            weight_decay=weight_decay,
+            mask=mask,
+            weight_decay_mode=mode,
+            base_lr=base_lr,
+        )
+        return (
+            tx,
+            lambda base: AdaBound(base, FINAL, GAMMA, amsbound=name == "amsbound"),
+            {"decoupled": mode == "decoupled"},
+        )
     if name == "diffgrad":
-        tx = ao.diffgrad(lr, weight_decay=weight_decay, mask=mask, weight_decay_mode=mode,
-                         friction_version=version)
+        tx = ao.diffgrad(
+            lr,
+            weight_decay=weight_decay,
+            mask=mask,
+            weight_decay_mode=mode,
+            friction_version=version,
+        )
         return tx, lambda base: DiffGrad(version=version), {"decoupled": mode == "decoupled"}
     assert name == "diffmod" and mode == "decoupled"
     tx = ao.diffmod(lr, b3=0.99, weight_decay=weight_decay, mask=mask, friction_version=version)
     return tx, lambda base: DiffMod(b3=0.99, version=version), {}
 
 
-def _run(name, lr, *, steps=1000, jit=True, tree="nested", base_lr=None, weight_decay=0.0,
-         mask=None, mode=None, version=0, return_params=False):
+def _run(
+    name,
+    lr,
+    *,
+    steps=1000,
+    jit=True,
+    tree="nested",
+    base_lr=None,
+    weight_decay=0.0,
+    mask=None,
+    mode=None,
+    version=0,
+    return_params=False,
+):
     """Package and reference side by side; max deviation relative to the parameters' movement."""
     mode = mode or ("decoupled" if name == "diffmod" else "coupled")
-    tx, make_ref, ref_kw = _make(name, lr, base_lr=base_lr, weight_decay=weight_decay,
-                                 mask=mask, mode=mode, version=version)
+    tx, make_ref, ref_kw = _make(
+        name, lr, base_lr=base_lr, weight_decay=weight_decay, mask=mask, mode=mode, version=version
+    )
     params0 = jax.tree.map(jnp.asarray, TREES[tree])
     sched = (jax.jit(lr) if jit else lr) if callable(lr) else None
     lr_at = (lambda k: float(sched(jnp.int32(k)))) if sched else (lambda k: lr)
@@ -55,7 +92,9 @@ def _run(name, lr, *, steps=1000, jit=True, tree="nested", base_lr=None, weight_
     step = jax.jit(step) if jit else step
     flat_mask = None
     if mask is not None:
-        flat_mask = {k: bool(v) for k, v in _flat(mask(params0) if callable(mask) else mask).items()}
+        flat_mask = {
+            k: bool(v) for k, v in _flat(mask(params0) if callable(mask) else mask).items()
+        }
     params, state, ref_params = params0, tx.init(params0), _flat(params0)
     for k in range(steps):
         g = _grad(ref_params, k)
@@ -75,8 +114,9 @@ CONFIGS = {  # together: constant lr, both schedule kinds, both decay modes, mas
     "constant": dict(lr=1e-3),
     "linear_decay_coupled_wd": dict(lr=LINEAR_DECAY, weight_decay=1e-2),  # base_lr = lr(0)
     "decoupled_wd_mask": dict(lr=3e-3, weight_decay=5e-2, mask=_decay_matrices, mode="decoupled"),
-    "warmup_cosine_base_lr_coupled_wd_mask": dict(lr=WARMUP_DECAY, base_lr=PEAK, weight_decay=5e-2,
-                                                  mask=_decay_matrices),
+    "warmup_cosine_base_lr_coupled_wd_mask": dict(
+        lr=WARMUP_DECAY, base_lr=PEAK, weight_decay=5e-2, mask=_decay_matrices
+    ),
 }
 OPTIMIZERS = ["adabound", "amsbound", "diffgrad", "diffmod"]
 
@@ -98,12 +138,12 @@ def test_friction_versions_match_reference(name, version):
 
 def test_bounds_are_active_in_the_reference_runs():
     """The AdaBound runs above are not vacuous: both bounds clip some rates at t = 1000."""
-    params, ref = _run("adabound", 1e-3, return_params=True)
+    _params, ref = _run("adabound", 1e-3, return_params=True)
     eta_low = eta_high = 0
     t = ref.t
     final = FINAL
     lower, upper = final * (1 - 1 / (GAMMA * t + 1)), final * (1 + 1 / (GAMMA * t))
-    for key, v in ref.v.items():
+    for _key, v in ref.v.items():
         eta = 1e-3 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t) / (np.sqrt(v) + 1e-8)
         eta_low += int(np.sum(eta < lower))
         eta_high += int(np.sum(eta > upper))
@@ -113,8 +153,18 @@ def test_bounds_are_active_in_the_reference_runs():
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_matches_reference_without_jit(name):
     mode = "decoupled" if name == "diffmod" else "coupled"
-    assert _run(name, LINEAR_DECAY, steps=60, jit=False, weight_decay=1e-2, mode=mode,
-                mask=_decay_matrices) <= TOL
+    assert (
+        _run(
+            name,
+            LINEAR_DECAY,
+            steps=60,
+            jit=False,
+            weight_decay=1e-2,
+            mode=mode,
+            mask=_decay_matrices,
+        )
+        <= TOL
+    )
 
 
 # Exact float32 schedule values (see test_adamod): eager and jitted runs are then comparable.
@@ -125,8 +175,14 @@ EXACT_SCHEDULE = optax.piecewise_constant_schedule(1e-2, {10: 0.5, 20: 0.25})
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_jit_equals_no_jit(name, lr):
     mode = "decoupled" if name == "diffmod" else "coupled"
-    kw = dict(steps=30, tree="dense", weight_decay=1e-2, mask=_decay_matrices, mode=mode,
-              return_params=True)
+    kw = dict(
+        steps=30,
+        tree="dense",
+        weight_decay=1e-2,
+        mask=_decay_matrices,
+        mode=mode,
+        return_params=True,
+    )
     eager, _ = _run(name, lr, jit=False, **kw)
     jitted, _ = _run(name, lr, jit=True, **kw)
     chex.assert_trees_all_close(eager, jitted, rtol=1e-13, atol=0)
@@ -144,7 +200,9 @@ def test_chain_adabound_lower_with_adamod_upper():
     tx = optax.chain(ao.scale_by_bounded_adam(1e-3, rate_transform=rate_bound), optax.scale(-1.0))
     ref = AdaBoundLowerAdaModUpper(1e-3, FINAL, GAMMA, b3=0.99)
     params0 = jax.tree.map(jnp.asarray, TREES["nested"])
-    step = jax.jit(lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p)))
+    step = jax.jit(
+        lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p))
+    )
     params, state, ref_params = params0, tx.init(params0), _flat(params0)
     plain = ao.adamod(1e-3, b3=0.99)  # the same without the lower bound, to show it acts
     p_plain, s_plain = params0, plain.init(params0)
@@ -158,8 +216,10 @@ def test_chain_adabound_lower_with_adamod_upper():
     for key, p in _flat(params).items():
         moved = np.max(np.abs(ref_params[key] - _flat(params0)[key]))
         assert np.max(np.abs(p - ref_params[key])) / moved <= TOL
-    gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(params),
-                                                              jax.tree.leaves(p_plain)))
+    gap = max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(p_plain), strict=False)
+    )
     assert gap > 1e-3  # the lower bound changed the trajectory
 
 
@@ -168,8 +228,11 @@ def test_upper_or_lower_only():
     rates = {"r": jnp.array([1e-6, 0.1, 1e3])}
     t = 10.0
     lo, hi = 0.1 * (1 - 1 / (0.5 * t + 1)), 0.1 * (1 + 1 / (0.5 * t))
-    for lower, upper, want in [(True, True, [lo, 0.1, hi]), (True, False, [lo, 0.1, 1e3]),
-                               (False, True, [1e-6, 0.1, hi])]:
+    for lower, upper, want in [
+        (True, True, [lo, 0.1, hi]),
+        (True, False, [lo, 0.1, 1e3]),
+        (False, True, [1e-6, 0.1, hi]),
+    ]:
         tx = ao.clip_by_dynamic_bound(2.0, 0.1, 0.5, lower=lower, upper=upper)
         s = tx.init(rates)
         s = s._replace(count=jnp.asarray(9, jnp.int32))
@@ -271,8 +334,11 @@ def test_friction_tracks_gradient_changes_no_stale_reference(version):
         u_am, s_am = am.update(jnp.asarray(g), s_am, p)
         ratio = np.asarray(u_dm) / np.asarray(u_am)
         d = g_prev - g
-        want = {0: 1 / (1 + np.exp(-np.abs(d))), 1: 1 / (1 + np.exp(-d)),
-                2: 9 / (1 + np.exp(-0.5 * np.abs(d))) - 4}[version]
+        want = {
+            0: 1 / (1 + np.exp(-np.abs(d))),
+            1: 1 / (1 + np.exp(-d)),
+            2: 9 / (1 + np.exp(-0.5 * np.abs(d))) - 4,
+        }[version]
         np.testing.assert_allclose(ratio, want, rtol=1e-12)
         np.testing.assert_array_equal(np.asarray(s_dm[0].prev_grad), g)  # a copy, kept
         g_prev = g
@@ -287,8 +353,11 @@ def test_friction_sees_gradient_after_coupled_l2():
     tx = ao.diffgrad(1e-2, weight_decay=0.5)
     s = tx.init(p)
     _, s = tx.update(jnp.array([0.1, 0.2]), s, p)
-    prev = [x for x in jax.tree.leaves(s, is_leaf=lambda x: isinstance(x, ao.WithFrictionState))
-            if isinstance(x, ao.WithFrictionState)][0].prev_grad
+    prev = next(
+        x
+        for x in jax.tree.leaves(s, is_leaf=lambda x: isinstance(x, ao.WithFrictionState))
+        if isinstance(x, ao.WithFrictionState)
+    ).prev_grad
     np.testing.assert_allclose(np.asarray(prev), [0.1 + 1.0, 0.2 - 0.5], rtol=1e-15)
 
 
@@ -296,8 +365,11 @@ def test_with_friction_wraps_any_transformation():
     tx = ao.with_friction(optax.sgd(1.0), version=2)
     s = tx.init(jnp.zeros(2))
     u, s = tx.update(jnp.array([1.0, -3.0]), s)
-    np.testing.assert_allclose(np.asarray(u), -np.array([1.0, -3.0]) * (
-        9 / (1 + np.exp(-0.5 * np.array([1.0, 3.0]))) - 4), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(u),
+        -np.array([1.0, -3.0]) * (9 / (1 + np.exp(-0.5 * np.array([1.0, 3.0]))) - 4),
+        rtol=1e-12,
+    )
 
 
 def test_friction_version_injected_as_array_is_handled():
