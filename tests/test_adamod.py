@@ -59,13 +59,25 @@ WARMUP_DECAY = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 50, 1000, 1e-4)
 LINEAR_DECAY = optax.linear_schedule(3e-3, 1e-4, 800)
 
 
-def _run(
-    tree_name, lr, *, steps, jit, weight_decay=0.0, mask=None, algorithm="released", b3=0.999, **kw
+def compare_with_reference(
+    tx,
+    ref,
+    lr,
+    *,
+    tree_name="dense",
+    steps=1000,
+    jit=True,
+    weight_decay=0.0,
+    mask=None,
+    ref_kw=None,
 ):
-    """Run package and reference side by side; return max relative deviation over leaves."""
+    """Run ``tx`` and the NumPy reference ``ref`` side by side on the closed-loop problem.
+
+    The reference is fed the learning rate the optimizer saw (a schedule evaluated as the step
+    evaluates it, jitted or not). Returns (max deviation relative to the parameters' movement,
+    final params, final reference params).
+    """
     params0 = jax.tree.map(jnp.asarray, TREES[tree_name])
-    tx = ao.adamod(lr, b3=b3, weight_decay=weight_decay, mask=mask, algorithm=algorithm, **kw)
-    ref = (AdaModReleased if algorithm == "released" else AdaModPaper)(b3=b3)
 
     def step(p, s, g):
         u, s = tx.update(g, s, p)
@@ -82,14 +94,25 @@ def _run(
     for k in range(steps):
         g = _grad(ref_params, k)
         lr_k = float(sched(jnp.int32(k))) if sched else lr
-        ref_params = ref.step(ref_params, g, lr_k, weight_decay, flat_mask)
+        ref_params = ref.step(ref_params, g, lr_k, weight_decay, flat_mask, **(ref_kw or {}))
         params, state = step(params, state, _unflat(g, params0))
     dev = 0.0
     for name, p in _flat(params).items():
         moved = np.max(np.abs(ref_params[name] - _flat(params0)[name]))
         assert moved > 0, name
         dev = max(dev, np.max(np.abs(p - ref_params[name])) / moved)
-    return dev
+    return dev, params, ref_params
+
+
+def _run(
+    tree_name, lr, *, steps, jit, weight_decay=0.0, mask=None, algorithm="released", b3=0.999, **kw
+):
+    """AdaMod against its reference; the max relative deviation."""
+    tx = ao.adamod(lr, b3=b3, weight_decay=weight_decay, mask=mask, algorithm=algorithm, **kw)
+    ref = (AdaModReleased if algorithm == "released" else AdaModPaper)(b3=b3)
+    return compare_with_reference(
+        tx, ref, lr, tree_name=tree_name, steps=steps, jit=jit, weight_decay=weight_decay, mask=mask
+    )[0]
 
 
 def _decay_matrices(params):

@@ -19,6 +19,7 @@ from test_adamod import (
     _flat,
     _grad,
     _unflat,
+    compare_with_reference,
 )
 
 import adamod_optax as ao
@@ -80,34 +81,25 @@ def _run(
     tx, make_ref, ref_kw = _make(
         name, lr, base_lr=base_lr, weight_decay=weight_decay, mask=mask, mode=mode, version=version
     )
-    params0 = jax.tree.map(jnp.asarray, TREES[tree])
-    sched = (jax.jit(lr) if jit else lr) if callable(lr) else None
-    lr_at = (lambda k: float(sched(jnp.int32(k)))) if sched else (lambda k: lr)
-    ref = make_ref(base_lr if base_lr is not None else lr_at(0))
-
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    step = jax.jit(step) if jit else step
-    flat_mask = None
-    if mask is not None:
-        flat_mask = {
-            k: bool(v) for k, v in _flat(mask(params0) if callable(mask) else mask).items()
-        }
-    params, state, ref_params = params0, tx.init(params0), _flat(params0)
-    for k in range(steps):
-        g = _grad(ref_params, k)
-        ref_params = ref.step(ref_params, g, lr_at(k), weight_decay, flat_mask, **ref_kw)
-        params, state = step(params, state, _unflat(g, params0))
-    if return_params:
-        return params, ref
-    dev = 0.0
-    for key, p in _flat(params).items():
-        moved = np.max(np.abs(ref_params[key] - _flat(params0)[key]))
-        assert moved > 0, key
-        dev = max(dev, np.max(np.abs(p - ref_params[key])) / moved)
-    return dev
+    if base_lr is None:
+        base_lr = (
+            float(jax.jit(lr)(jnp.int32(0)))
+            if callable(lr) and jit
+            else (float(lr(jnp.int32(0))) if callable(lr) else lr)
+        )
+    ref = make_ref(base_lr)
+    dev, params, _ = compare_with_reference(
+        tx,
+        ref,
+        lr,
+        tree_name=tree,
+        steps=steps,
+        jit=jit,
+        weight_decay=weight_decay,
+        mask=mask,
+        ref_kw=ref_kw,
+    )
+    return (params, ref) if return_params else dev
 
 
 CONFIGS = {  # together: constant lr, both schedule kinds, both decay modes, masks
