@@ -395,19 +395,21 @@ def plot(result, path):
         return False
     sizes = list(dict.fromkeys(r["size"] for r in result["rows"]))
     names = list(dict.fromkeys(r["name"] for r in result["rows"]))
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(sizes) + 4), 5))
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(sizes) + 4), 7))
     width = 0.8 / len(names)
+    colors = plt.get_cmap("tab20").colors
     for i, name in enumerate(names):
         vals = []
         for s in sizes:
             r = [x for x in result["rows"] if x["size"] == s and x["name"] == name]
             vals.append(r[0]["pct_bw"] if r else 0)
-        ax.bar(np.arange(len(sizes)) + i * width, vals, width, label=name)
+        ax.bar(np.arange(len(sizes)) + i * width, vals, width, label=name,
+               color=colors[i % len(colors)])
     ax.set_xticks(np.arange(len(sizes)) + 0.4 - width / 2)
     ax.set_xticklabels(sizes)
     ax.set_ylabel("% of measured streaming bandwidth (bytes-per-param model)")
     ax.set_title("Train-step throughput, jitted + donated (higher is better)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
