@@ -29,8 +29,9 @@ import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import adamod_optax as ao  # noqa: E402
-import step_time as st  # noqa: E402
+import step_time as st
+
+import adamod_optax as ao
 
 LR = 1e-3
 
@@ -96,7 +97,8 @@ def bench(size, reps, min_time, dump_dir=None):
         c = st.JaxStep(name, make(), shared["jax_params"], grads, rec)
         kernels[name] = n_kernels(c.fn)
         if dump_dir and name in ("adamod", "optax.flatten(adamod)"):
-            with open(os.path.join(dump_dir, re.sub(r"\W+", "_", f"hlo_{size}_{name}") + ".txt"), "w") as f:
+            fname = re.sub(r"\W+", "_", f"hlo_{size}_{name}") + ".txt"
+            with open(os.path.join(dump_dir, fname), "w") as f:
                 f.write(c.fn.as_text())
         cs.append(c)
     inner = {}
@@ -123,7 +125,7 @@ def bench(size, reps, min_time, dump_dir=None):
             "median_ms": med * 1e3, "min_ms": min(times[c.name]) * 1e3,
             "bytes_per_param": c.bytes_per_param, "gb_s": gbs, "pct_bw": gbs / bw * 100,
             "ratio_adamw": statistics.median(
-                [a / b for a, b in zip(times[c.name], times["optax.adamw"])]
+                [a / b for a, b in zip(times[c.name], times["optax.adamw"], strict=True)]
             ),
             "kernels": kernels.get(c.name),
         })

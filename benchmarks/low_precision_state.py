@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import adamod_optax as ao  # noqa: E402
+import adamod_optax as ao
 
 BF16 = jnp.bfloat16
 OPTIONS = {
@@ -51,7 +52,7 @@ def load_digits():
 
 def init_mlp(key, sizes=(64, 256, 256, 10)):
     params = {}
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         key, k = jax.random.split(key)
         params[f"w{i}"] = jax.random.normal(k, (a, b), jnp.float32) / np.sqrt(a)
         params[f"b{i}"] = jnp.zeros((b,), jnp.float32)
@@ -118,15 +119,16 @@ def main(argv=None) -> int:
             if name.endswith("float32 state"):
                 ref[family] = p
             num = sum(float(jnp.sum((a - b) ** 2)) for a, b in zip(
-                jax.tree.leaves(p), jax.tree.leaves(ref[family])))
+                jax.tree.leaves(p), jax.tree.leaves(ref[family]), strict=True))
             den = sum(float(jnp.sum(b ** 2)) for b in jax.tree.leaves(ref[family]))
             r = res[name]
             r["loss"].append(loss)
             r["acc"].append(acc)
             r["dist"].append((num / den) ** 0.5)
             r["bpp"] = bpp
+    n_params = sum(x.size for x in jax.tree.leaves(init_mlp(jax.random.PRNGKey(0))))
     lines = [
-        f"Digits MLP (64-256-256-10, {sum(x.size for x in jax.tree.leaves(init_mlp(jax.random.PRNGKey(0))))} "
+        f"Digits MLP (64-256-256-10, {n_params} "
         f"params), lr 1e-3, batch 64, {epochs} epochs, {seeds} seeds "
         f"(`python benchmarks/low_precision_state.py{' --quick' if args.quick else ''}`):",
         "",

@@ -57,7 +57,7 @@ def child(case: str, n: int) -> dict:
 
     if case == "adamod (eta materialised)":
         _transforms.RECOMPUTE_RATES = False
-    tx = eval(CASES[case], {"ao": ao, "optax": optax, "jnp": jnp})  # noqa: S307 - fixed table
+    tx = eval(CASES[case], {"ao": ao, "optax": optax, "jnp": jnp})
     donate = () if case == "adamod (not donated)" else (0, 1)
 
     def step(p, s, g):
@@ -66,7 +66,9 @@ def child(case: str, n: int) -> dict:
 
     abstract = {"w": jax.ShapeDtypeStruct((n,), jnp.float32)}
     abstract_state = jax.eval_shape(tx.init, abstract)
-    compiled = jax.jit(step, donate_argnums=donate).lower(abstract, abstract_state, abstract).compile()
+    compiled = (
+        jax.jit(step, donate_argnums=donate).lower(abstract, abstract_state, abstract).compile()
+    )
     init = jax.jit(tx.init).lower(abstract).compile()
     fill = jax.jit(lambda: {"w": jnp.full((n,), 0.5, jnp.float32)}).lower().compile()
     grad_fill = jax.jit(lambda: {"w": jnp.full((n,), 1e-3, jnp.float32)}).lower().compile()

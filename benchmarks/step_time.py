@@ -44,21 +44,22 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # PyTorch's OpenMP threads busy-wait by default; on a shared machine that
 # makes its 2-thread runs several times slower than its 1-thread runs. Passive
 # waiting is PyTorch's best case here (set before torch is imported).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import adamod_optax as ao  # noqa: E402
-from adamod_optax import _transforms  # noqa: E402
+import adamod_optax as ao
+from adamod_optax import _transforms
 
 LR = 1e-3
 
@@ -144,7 +145,8 @@ class JaxStep:
             _transforms.RECOMPUTE_RATES = recompute
         try:
             t0 = time.perf_counter()
-            self.fn = jax.jit(step, donate_argnums=(0, 1)).lower(params, self.state, grads).compile()
+            jitted = jax.jit(step, donate_argnums=(0, 1))
+            self.fn = jitted.lower(params, self.state, grads).compile()
             self.compile_s = time.perf_counter() - t0
         finally:
             _transforms.RECOMPUTE_RATES = old
@@ -218,7 +220,7 @@ def torch_contenders(shapes, threads):
             opt = make()
             with torch.no_grad():
                 opt.step()  # creates the state
-        except Exception as e:  # noqa: BLE001 - a baseline that cannot run is reported, not fatal
+        except Exception as e:
             print(f"  skipping {name}: {type(e).__name__}: {e}", file=sys.stderr)
             continue
         for t in thread_modes:
@@ -258,7 +260,9 @@ def bench_size(size, reps, min_time, with_torch, threads, include_family):
     shapes = size_shapes(size)
     n = n_params(shapes)
     rng = np.random.default_rng(0)
-    grads = {k: jnp.asarray(rng.normal(size=s).astype(np.float32) * 1e-3) for k, s in shapes.items()}
+    grads = {
+        k: jnp.asarray(rng.normal(size=s).astype(np.float32) * 1e-3) for k, s in shapes.items()
+    }
     shared = {"jax_params": {k: jnp.zeros(s, jnp.float32) for k, s in shapes.items()}}
     contenders: list[Any] = [StreamStep(n)]
     for name, (make, recompute) in jax_optimizers(include_family).items():
@@ -298,7 +302,7 @@ def bench_size(size, reps, min_time, with_torch, threads, include_family):
             "median_ms": med * 1e3, "iqr_pct": float((q[1] - q[0]) / med * 100),
             "min_ms": min(ts) * 1e3, "times_ms": [t * 1e3 for t in ts],
             "bytes_per_param": c.bytes_per_param, "gb_s": gbs, "pct_bw": gbs / bw * 100,
-            "ratio_adamw": statistics.median([a / b for a, b in zip(ts, ref)]),
+            "ratio_adamw": statistics.median([a / b for a, b in zip(ts, ref, strict=True)]),
             "compile_s": getattr(c, "compile_s", float("nan")),
         })
     del contenders, shared, grads

@@ -69,7 +69,7 @@ def test_rate_recomputation_is_bit_identical(name, dtype):
     fast = _trajectory(CONFIGS[name], dtype, True)
     plain = _trajectory(CONFIGS[name], dtype, False)
     assert len(fast) == len(plain)
-    for a, b in zip(fast, plain):
+    for a, b in zip(fast, plain, strict=True):
         a, b = np.asarray(a), np.asarray(b)
         assert a.dtype == b.dtype and a.shape == b.shape
         assert a.tobytes() == b.tobytes()
