@@ -1,6 +1,9 @@
 """AdaMod and the bounded-learning-rate optimizers as composable optax transformations."""
 
 from adamod_optax._alias import adamod
+from adamod_optax._bounds import ClipByDynamicBoundState, clip_by_dynamic_bound
+from adamod_optax._family import adabound, amsbound, diffgrad, diffmod
+from adamod_optax._friction import WithFrictionState, with_friction
 from adamod_optax._transforms import (
     AddDecoupledWeightDecayState,
     ScaleByBoundedAdamState,
@@ -14,11 +17,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddDecoupledWeightDecayState",
+    "ClipByDynamicBoundState",
     "ScaleByBoundedAdamState",
     "ScaleByMomentalBoundState",
+    "WithFrictionState",
     "__version__",
+    "adabound",
     "adamod",
     "add_decoupled_weight_decay",
+    "amsbound",
+    "clip_by_dynamic_bound",
+    "diffgrad",
+    "diffmod",
     "scale_by_bounded_adam",
     "scale_by_momental_bound",
+    "with_friction",
 ]

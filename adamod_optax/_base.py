@@ -8,7 +8,8 @@ optimizer of the package validates, schedules and casts in the same way.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -95,7 +96,22 @@ def check_decay_rate(name: str, value: Any) -> None:
 
 
 def check_mask(mask: Any) -> None:
-    """Catch a callable mask that ``inject_hyperparams`` evaluated as a schedule."""
+    """Catch a callable mask that ``inject_hyperparams`` evaluated as a schedule.
+
+    ``inject_hyperparams`` calls a callable it was not told is static with the
+    step count. A typical mask ``lambda p: jax.tree.map(lambda x: x.ndim > 1,
+    p)`` then returns a single ``False`` (decay silently off) or ``True``
+    (decay on everything), so a bare boolean is refused as well: it is never
+    needed (``mask=None`` decays everything, ``weight_decay=0`` nothing).
+    """
+    if isinstance(mask, (bool, np.bool_)):
+        raise ValueError(
+            f"`mask` is a single boolean ({mask!r}); give a pytree of booleans "
+            "like the params, or a callable params -> such a pytree. Under "
+            "optax.inject_hyperparams a callable mask is called with the step "
+            "count and collapses to one boolean unless you pass "
+            "static_args=('mask',) to inject_hyperparams."
+        )
     if isinstance(mask, (jax.Array, np.ndarray)) or is_traced(mask):
         raise ValueError(
             "`mask` arrived as an array, not as a pytree of booleans or a "
