@@ -86,6 +86,14 @@ def check_range(
 def check_decay_rate(name: str, value: Any) -> None:
     """Validate an EMA decay rate: in [0, 1) and not stored in 16-bit floats."""
     check_range(name, value, low=0.0, high=1.0, high_inclusive=False)
+    v = concrete_float(value)
+    if v is not None and np.float32(v) == 1.0:
+        # Moments are computed in (at least) float32, where such a rate is
+        # exactly 1: 1 - b^t = 0 and the step is 0/0 (NaN) or frozen at 0.
+        raise ValueError(
+            f"`{name}` = {v!r} rounds to 1.0 in float32, the precision the "
+            "optimizer state is computed in; use a value below 1 - 3e-8."
+        )
     dtype = getattr(value, "dtype", None)
     if dtype is not None and jnp.dtype(dtype) in _NARROW_FLOATS:
         raise ValueError(
