@@ -86,6 +86,14 @@ def check_range(
 def check_decay_rate(name: str, value: Any) -> None:
     """Validate an EMA decay rate: in [0, 1) and not stored in 16-bit floats."""
     check_range(name, value, low=0.0, high=1.0, high_inclusive=False)
+    v = concrete_float(value)
+    if v is not None and np.float32(v) == 1.0:
+        # Moments are computed in (at least) float32, where such a rate is
+        # exactly 1: 1 - b^t = 0 and the step is 0/0 (NaN) or frozen at 0.
+        raise ValueError(
+            f"`{name}` = {v!r} rounds to 1.0 in float32, the precision the "
+            "optimizer state is computed in; use a value below 1 - 3e-8."
+        )
     dtype = getattr(value, "dtype", None)
     if dtype is not None and jnp.dtype(dtype) in _NARROW_FLOATS:
         raise ValueError(
@@ -208,3 +216,66 @@ def zeros_like(params: Any, dtype: Any = None, *, real: bool = False) -> Any:
         return jnp.zeros_like(p, dtype=dt)
 
     return tree_map(make, params)
+
+
+def _path_str(path: Any) -> str:
+    return jax.tree_util.keystr(path) if path else "<root>"
+
+
+def check_updates(updates: Any, state_tree: Any, name: str) -> None:
+    """Raise a clear error if ``updates`` cannot be paired with ``state_tree``.
+
+    ``state_tree`` is a tree the transformation keeps per parameter (its first
+    moment, its rate average, or the params themselves). Checked, leaf by leaf
+    and naming the leaf's path: the same tree structure (``None`` leaves must
+    sit at the same places), the same shapes, and floating point (or complex)
+    update leaves. Only structure, shapes and dtypes are read, so the check
+    runs once at trace time and costs nothing in a jitted step. ``None`` as
+    ``state_tree`` (no params given) skips the check.
+
+    Raises:
+      ValueError: on a tree or shape mismatch.
+      TypeError: on an integer or boolean update leaf.
+    """
+    if state_tree is None:
+        return
+    u_leaves, u_def = jax.tree_util.tree_flatten_with_path(updates, is_leaf=is_none)
+    s_leaves, s_def = jax.tree_util.tree_flatten_with_path(state_tree, is_leaf=is_none)
+    u_paths = [p for p, _ in u_leaves]
+    s_paths = [p for p, _ in s_leaves]
+    if u_paths != s_paths or u_def != s_def:
+        u_set, s_set = set(map(_path_str, u_paths)), set(map(_path_str, s_paths))
+        missing = sorted(s_set - u_set)
+        extra = sorted(u_set - s_set)
+        detail = []
+        if missing:
+            detail.append(f"missing from the updates: {', '.join(missing[:5])}")
+        if extra:
+            detail.append(f"not in the optimizer state: {', '.join(extra[:5])}")
+        if not detail:
+            detail.append(f"updates tree {u_def} vs state tree {s_def}")
+        raise ValueError(
+            f"{name}: the updates (gradients) tree does not match the tree the "
+            f"optimizer was initialised with; {'; '.join(detail)}."
+        )
+    for (path, u), (_, s) in zip(u_leaves, s_leaves):
+        where = _path_str(path)
+        if (u is None) != (s is None):
+            raise ValueError(
+                f"{name}: leaf {where} is None in "
+                f"{'the updates' if u is None else 'the optimizer state'} but not in "
+                f"{'the optimizer state' if u is None else 'the updates'}."
+            )
+        if u is None:
+            continue
+        dtype = jnp.result_type(u)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"{name}: update (gradient) leaf {where} has dtype {dtype}; "
+                "adamod_optax optimizers need floating point or complex gradients."
+            )
+        if jnp.shape(u) != jnp.shape(s):
+            raise ValueError(
+                f"{name}: update (gradient) leaf {where} has shape {jnp.shape(u)} but "
+                f"the optimizer state holds shape {jnp.shape(s)} there."
+            )

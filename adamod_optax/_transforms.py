@@ -166,6 +166,8 @@ def scale_by_bounded_adam(
         raise ValueError(
             f"`bias_correction` must be 'folded' or 'explicit', got {bias_correction!r}."
         )
+    eps_value = _base.concrete_float(eps)
+    eps_positive = eps_value is not None and eps_value > 0
     rate_tx = optax.with_extra_args_support(
         optax.identity() if rate_transform is None else rate_transform
     )
@@ -185,6 +187,7 @@ def scale_by_bounded_adam(
         params: Optional[optax.Params] = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, ScaleByBoundedAdamState]:
+        _base.check_updates(updates, state.mu, "scale_by_bounded_adam")
         count_inc = optax.safe_increment(state.count)
         lr = _base.at_count(learning_rate, state.count)
 
@@ -209,6 +212,12 @@ def scale_by_bounded_adam(
             nu_max = None
             nu_for_rate = nu
 
+        def nonzero(den):
+            # eps = 0 and v = 0 (only zero, or underflowing, gradients so far):
+            # rate lr_t * c / 1 instead of +inf, so the update is 0 * rate = 0
+            # (not NaN) and the rate average stays finite. A no-op for eps > 0.
+            return den if eps_positive else jnp.where(den == 0, 1, den)
+
         def rate_and_direction(g, m, v):
             dt = leaf_dtype(g, m, v)
             rdt = _base.real_dtype(dt)
@@ -220,8 +229,8 @@ def scale_by_bounded_adam(
             v = v.astype(rdt)
             if bias_correction == "folded":
                 step_size = lr_t * jnp.sqrt(bc2) / bc1
-                return step_size / (jnp.sqrt(v) + eps_), m.astype(dt)
-            return lr_t / (jnp.sqrt(v / bc2) + eps_), m.astype(dt) / bc1
+                return step_size / nonzero(jnp.sqrt(v) + eps_), m.astype(dt)
+            return lr_t / nonzero(jnp.sqrt(v / bc2) + eps_), m.astype(dt) / bc1
 
         rates, directions = _base.tree_map2(rate_and_direction, updates, mu, nu_for_rate)
         bounded, rate_state = rate_tx.update(
@@ -297,6 +306,7 @@ def scale_by_momental_bound(
         return ScaleByMomentalBoundState(rate_avg=_base.zeros_like(params, dtype, real=True))
 
     def update_fn(rates, state, params=None, **extra_args):
+        _base.check_updates(rates, state.rate_avg, "scale_by_momental_bound")
         del params, extra_args
 
         def bound(eta, s):
@@ -377,6 +387,7 @@ def add_decoupled_weight_decay(
         return AddDecoupledWeightDecayState(count=jnp.zeros([], jnp.int32))
 
     def update_fn(updates, state, params=None, **extra_args):
+        _base.check_updates(updates, params, "add_decoupled_weight_decay")
         del extra_args
         if params is None:
             if _base.concrete_float(weight_decay) == 0.0:

@@ -11,3 +11,23 @@ jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, os.path.dirname(__file__))
 
 SMOKE = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# --- hypothesis profiles (tests/test_properties.py) -------------------------
+# "ci": few examples, no deadline (JAX compiles on first use), derandomized so
+# CI is reproducible; chosen when CI=true and the default otherwise. "dev": a
+# larger search for outside CI: HYPOTHESIS_PROFILE=dev python -m pytest ...
+try:
+    from hypothesis import HealthCheck, Phase, settings
+except ImportError:  # hypothesis is a test extra; its tests skip without it
+    pass
+else:
+    _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    settings.register_profile(
+        "ci", max_examples=6, deadline=None, derandomize=True, database=None,
+        suppress_health_check=_SLOW_OK,
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: bounded CI time
+    )
+    settings.register_profile(
+        "dev", max_examples=150, deadline=None, suppress_health_check=_SLOW_OK,
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

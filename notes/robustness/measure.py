@@ -1,0 +1,77 @@
+"""Figures for notes/README-robustness.md (CPU, run: PYTHONPATH=.:tests python notes/robustness/measure.py)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+jax.config.update("jax_enable_x64", True)
+import reference  # noqa: E402
+from optimizers import FAMILY  # noqa: E402
+
+import adamod_optax as ao  # noqa: E402
+
+
+def paths_nonfinite(state):
+    out = []
+    for path, x in jax.tree_util.tree_flatten_with_path(state)[0]:
+        if jnp.issubdtype(jnp.result_type(x), jnp.inexact) and not bool(jnp.all(jnp.isfinite(x))):
+            vals = np.asarray(x).ravel()
+            out.append(f"{jax.tree_util.keystr(path)}={vals[0]}")
+    return out
+
+
+print("## NaN/Inf gradient in element 0 at step 3, then 1000 clean steps (no guard)")
+for name in sorted(FAMILY):
+    for bad in (np.nan, np.inf):
+        tx = FAMILY[name]()
+        upd = jax.jit(tx.update)
+        p = jnp.ones(2)
+        s = tx.init(p)
+        first = None
+        for k in range(1003):
+            g = jnp.array([1.0, 1.0]) * (1 + 0.1 * np.sin(k))
+            if k == 2:
+                g = g.at[0].set(bad)
+            u, s = upd(g, s, p)
+            if k == 2:
+                first = (float(u[0]), paths_nonfinite(s))
+            if k == 3:
+                nxt = float(u[0])
+        print(f"{name:13s} g={bad}: update at bad step {first[0]}, next {nxt}, after 1000 more {float(u[0])};"
+              f" element 1 finite: {bool(jnp.isfinite(u[1]))}; non-finite state after bad step: {first[1]};"
+              f" after 1000 more: {paths_nonfinite(s)}")
+
+print("\n## 1e5-step lax.scan vs float64 NumPy reference (error / distance travelled)")
+import test_robustness as tr  # noqa: E402
+
+grads = tr._long_grads()
+p0 = np.array([1.0, -1.0, 0.5, 2.0])
+for alg, cls in (("released", reference.AdaModReleased), ("paper", reference.AdaModPaper)):
+    ref = cls()
+    p = {"w": p0.copy()}
+    for g in grads:
+        p = ref.step(p, {"w": g}, 1e-3, weight_decay=1e-4)
+    travelled = np.abs(p["w"] - p0) + 1e-3
+    for dt in (jnp.float64, jnp.float32):
+        pj, _ = tr._scan_run(ao.adamod(1e-3, weight_decay=1e-4, algorithm=alg), jnp.asarray(p0, dt), jnp.asarray(grads, dt))
+        err = np.abs(np.asarray(pj, np.float64) - p["w"])
+        print(f"{alg:8s} {jnp.dtype(dt).name}: final {np.asarray(pj, np.float64)}, travelled {travelled}, max err/travelled {np.max(err / travelled):.3g}, max abs err {np.max(err):.3g}")
+
+print("\n## Low-precision state: rate average after 3000 steps of g = 1 (lr 1e-3), and the step")
+for pdt in (jnp.bfloat16, jnp.float16):
+    for sdt in (None, jnp.float32):
+        tx = ao.adamod(1e-3, mu_dtype=sdt, nu_dtype=sdt)
+        p = jnp.zeros(1, pdt)
+        s = tx.init(p)
+        upd = jax.jit(tx.update)
+        for k in range(3000):
+            u, s = upd(jnp.ones(1, pdt), s, p)
+        print(f"params {jnp.dtype(pdt).name:8s} state {('default' if sdt is None else 'float32'):8s}: "
+              f"s_3000 = {float(s[0].rate_state.rate_avg[0]):.4g}, v = {float(s[0].nu[0]):.4g}, step = {float(u[0]):.4g}")
+ref = reference.AdaModReleased()
+p = {"w": np.zeros(1)}
+for k in range(3000):
+    p_new = ref.step(p, {"w": np.ones(1)}, 1e-3)
+    step = p_new["w"] - p["w"]
+    p = p_new
+print(f"float64 reference: s_3000 = {ref.s['w'][0]:.4g}, v = {ref.v['w'][0]:.4g}, step = {step[0]:.4g}")
