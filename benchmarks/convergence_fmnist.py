@@ -193,10 +193,21 @@ def fmt(values: Sequence[float]) -> str:
     return f"{100 * s['median']:.1f} ({100 * s['mean']:.1f} ± {100 * s['std']:.1f})"
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     return {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "device": str(jax.devices()[0]),
         "jax": jax.__version__,
