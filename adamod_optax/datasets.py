@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
@@ -95,13 +95,13 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def fashion_mnist_dir(data_dir: Optional[str] = None) -> str:
+def fashion_mnist_dir(data_dir: str | None = None) -> str:
     """The directory searched: ``data_dir``, else ``$ADAMOD_FASHION_MNIST_DIR``, else the
     Debian location."""
     return data_dir or os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DIR
 
 
-def missing_fashion_mnist(data_dir: Optional[str] = None) -> Optional[str]:
+def missing_fashion_mnist(data_dir: str | None = None) -> str | None:
     """None if Fashion-MNIST is readable, else a message saying what is missing and how to
     install it (convenient for ``pytest.skip``)."""
     root = fashion_mnist_dir(data_dir)
@@ -116,7 +116,7 @@ def missing_fashion_mnist(data_dir: Optional[str] = None) -> Optional[str]:
     )
 
 
-def load_fashion_mnist(data_dir: Optional[str] = None) -> FashionMNIST:
+def load_fashion_mnist(data_dir: str | None = None) -> FashionMNIST:
     """Loads the full Fashion-MNIST data set (60,000 train / 10,000 test images).
 
     Args:

@@ -26,7 +26,8 @@ import json
 import os
 import platform
 import time
-from typing import Callable, Dict, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +61,7 @@ def smoke_requested() -> bool:
     return any(f.lower() in ("1", "true", "yes") for f in flags)
 
 
-def grid_optimizers() -> Dict[str, Callable[[float], optax.GradientTransformation]]:
+def grid_optimizers() -> dict[str, Callable[[float], optax.GradientTransformation]]:
     """The three optimizers of the learning-rate grid, as ``lr -> transformation``."""
     return {
         "SGDM": lambda lr: optax.sgd(lr, momentum=0.9),
@@ -91,7 +92,7 @@ def load_data(smoke: bool = False, n_train: int | None = None, n_test: int | Non
 
 
 def init_mlp(key: jax.Array, sizes: Sequence[int] = (784, HIDDEN, 10)):
-    """LeCun-normal weights, zero biases (Flax's ``nnx.Linear`` defaults)."""
+    """Weights drawn from N(0, 1/fan_in) (LeCun normal, untruncated), zero biases."""
     params = []
     for k, (n_in, n_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes, sizes[1:])):
         w = jax.random.normal(k, (n_in, n_out), jnp.float32) / np.sqrt(n_in)
@@ -218,7 +219,7 @@ def machine() -> dict:
 
 def _config(data: Data, epochs: int, seeds, smoke: bool) -> dict:
     return {
-        "model": f"MLP 784-{HIDDEN}-10, ReLU, LeCun-normal init",
+        "model": f"MLP 784-{HIDDEN}-10, ReLU, weights N(0, 1/fan_in), zero biases",
         "batch_size": BATCH_SIZE,
         "epochs": epochs,
         "seeds": list(seeds),
@@ -229,7 +230,7 @@ def _config(data: Data, epochs: int, seeds, smoke: bool) -> dict:
     }
 
 
-def family_optimizers(log=_log) -> Dict[str, Callable[[float], optax.GradientTransformation]]:
+def family_optimizers(log=_log) -> dict[str, Callable[[float], optax.GradientTransformation]]:
     """Adam, AdaMod and whichever of AdaBound, AMSBound, DiffGrad and DiffMod this version of
     ``adamod_optax`` provides (each at its default hyperparameters); a missing one is skipped with
     a printed note."""
@@ -248,7 +249,7 @@ FAMILY = {"AdaBound": "adabound", "AMSBound": "amsbound", "DiffGrad": "diffgrad"
 
 
 def lr_grid(data: Data, *, epochs: int, seeds=SEEDS, learning_rates=LEARNING_RATES,
-            optimizers: Dict[str, Callable] | None = None, log=_log) -> dict:
+            optimizers: dict[str, Callable] | None = None, log=_log) -> dict:
     """The Figure 6 grid: every optimizer (default :func:`optimizers`) at every learning rate,
     every seed. Returns ``{name: {repr(lr): run(...)}}``."""
     opts = grid_optimizers() if optimizers is None else optimizers

@@ -33,7 +33,6 @@
 # %%
 # requires-data: fashion-mnist
 import json
-import os
 import pathlib
 import sys
 
@@ -43,10 +42,9 @@ for _p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:
         sys.path[:0] = [str(_p), str(_p / "benchmarks")]
         break
 
+import convergence_fmnist as cf
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
-
-import convergence_fmnist as cf
 
 SMOKE = cf.smoke_requested()
 EPOCHS = cf.SMOKE_EPOCHS if SMOKE else cf.EPOCHS

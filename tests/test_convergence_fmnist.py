@@ -20,6 +20,15 @@ _MISSING = datasets.missing_fashion_mnist()
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
 
 
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _read_json(path):
+    return json.loads(_read(path))
+
+
 @pytest.fixture(scope="module")
 def data():
     return cf.load_data(smoke=True)
@@ -60,11 +69,11 @@ def test_cli_writes_json_table_and_png(tmp_path):
     rc = convergence.main(["fmnist", "--smoke", "--epochs", "1", "--seeds", "2",
                            "--lrs", "0.01", "--out", out])
     assert rc == 0
-    payload = json.load(open(os.path.join(out, "fmnist_lr_smoke.json")))
+    payload = _read_json(os.path.join(out, "fmnist_lr_smoke.json"))
     assert payload["config"]["smoke"] and payload["config"]["epochs"] == 1
     assert set(payload["results"]) == {"SGDM", "Adam", "AdaMod"}
     assert len(payload["results"]["AdaMod"]["0.01"]["final_test_acc"]) == 2
-    table = open(os.path.join(out, "fmnist_lr_smoke.md")).read().splitlines()
+    table = _read(os.path.join(out, "fmnist_lr_smoke.md")).splitlines()
     assert table[0] == "| optimizer | lr = 0.01 |" and len(table) == 5
     assert os.path.getsize(os.path.join(out, "fmnist_lr_smoke.png")) > 1000
 
@@ -73,9 +82,9 @@ def test_cli_b3_task(tmp_path):
     out = str(tmp_path)
     convergence.main(["fmnist-b3", "--smoke", "--epochs", "1", "--seeds", "1", "--b3", "0.9",
                       "--lrs", "0.001", "--out", out])
-    payload = json.load(open(os.path.join(out, "fmnist_b3_smoke.json")))
+    payload = _read_json(os.path.join(out, "fmnist_b3_smoke.json"))
     assert set(payload["results"]["0.001"]) == {"b3=0.9", "Adam"}
-    assert open(os.path.join(out, "fmnist_b3_smoke.md")).read().count("\n") == 4
+    assert _read(os.path.join(out, "fmnist_b3_smoke.md")).count("\n") == 4
 
 
 def test_cli_unknown_task_lists_tasks(capsys):

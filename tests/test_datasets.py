@@ -1,7 +1,6 @@
 """The offline Fashion-MNIST loader: idx parsing, clear errors, and the real files if installed."""
 
 import gzip
-import os
 
 import numpy as np
 import pytest
