@@ -35,7 +35,7 @@ import numpy as np
 import optax
 
 import adamod_optax
-from adamod_optax.datasets import load_fashion_mnist
+from adamod_optax.datasets import DatasetNotFoundError, load_fashion_mnist
 
 LEARNING_RATES = (0.1, 0.01, 0.001)
 B3_VALUES = (0.9, 0.99, 0.999, 0.9999)
@@ -419,7 +419,10 @@ def _setup(args):
     smoke = args.smoke or smoke_requested()
     epochs = args.epochs or (SMOKE_EPOCHS if smoke else EPOCHS)
     seeds = tuple(range(args.seeds))
-    data = load_data(smoke=smoke)
+    try:
+        data = load_data(smoke=smoke)
+    except DatasetNotFoundError as err:  # a clear message, not a traceback
+        raise SystemExit(f"error: {err}") from None
     suffix = "_smoke" if smoke else ""
     return smoke, epochs, seeds, data, suffix
 

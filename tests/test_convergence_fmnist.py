@@ -17,7 +17,7 @@ import convergence  # noqa: E402
 import convergence_fmnist as cf  # noqa: E402
 
 _MISSING = datasets.missing_fashion_mnist()
-pytestmark = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+needs_data = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
 
 
 def _read(path):
@@ -34,6 +34,7 @@ def data():
     return cf.load_data(smoke=True)
 
 
+@needs_data
 def test_training_learns_and_is_reproducible(data):
     import adamod_optax
 
@@ -64,6 +65,7 @@ def test_summary_and_format():
     assert cf.summary([0.5])["std"] == 0.0
 
 
+@needs_data
 def test_cli_writes_json_table_and_png(tmp_path):
     out = str(tmp_path)
     rc = convergence.main(["fmnist", "--smoke", "--epochs", "1", "--seeds", "2",
@@ -78,6 +80,7 @@ def test_cli_writes_json_table_and_png(tmp_path):
     assert os.path.getsize(os.path.join(out, "fmnist_lr_smoke.png")) > 1000
 
 
+@needs_data
 def test_cli_b3_task(tmp_path):
     out = str(tmp_path)
     convergence.main(["fmnist-b3", "--smoke", "--epochs", "1", "--seeds", "1", "--b3", "0.9",
@@ -90,3 +93,11 @@ def test_cli_b3_task(tmp_path):
 def test_cli_unknown_task_lists_tasks(capsys):
     assert convergence.main(["nope"]) == 2
     assert "fmnist-b3" in capsys.readouterr().out
+
+
+def test_cli_missing_data_exits_with_install_command(tmp_path, monkeypatch):
+    monkeypatch.setenv(datasets.FASHION_MNIST_ENV, str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        convergence.main(["fmnist", "--smoke", "--out", str(tmp_path)])
+    assert "apt-get install -y dataset-fashion-mnist" in str(exit_info.value)
+    assert not os.listdir(tmp_path)  # nothing written
