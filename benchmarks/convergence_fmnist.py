@@ -326,7 +326,14 @@ def plot_lr(results: dict, path: str | None = None, title: str = ""):
     import matplotlib.pyplot as plt
 
     names = list(results)
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(4 * (len(names) + 1), 3.4), dpi=90)
+    panels = len(names) + 1
+    ncols = min(panels, 4)
+    nrows = -(-panels // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.4 * nrows), dpi=90,
+                             squeeze=False)
+    axes = list(grid.ravel()[:panels])
+    for unused in grid.ravel()[panels:]:
+        unused.set_visible(False)
     lo = 100.0
     for ax, name in zip(axes, names):
         for lr, r in results[name].items():
@@ -335,7 +342,8 @@ def plot_lr(results: dict, path: str | None = None, title: str = ""):
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%)")
+    for row in grid:
+        row[0].set_ylabel("test accuracy (%)")
     ax = axes[-1]
     for name in names:
         lrs = [float(lr) for lr in results[name]]
