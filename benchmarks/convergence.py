@@ -1,0 +1,45 @@
+"""Convergence experiments behind the notebooks and the README's Results section.
+
+A thin dispatcher: each task lives in its own module next to this file and is
+imported only when asked for.
+
+  python benchmarks/convergence.py fmnist      [--smoke] [--epochs N] [--seeds K] [--out DIR]
+  python benchmarks/convergence.py fmnist-b3   [--smoke] [--epochs N] [--seeds K] [--out DIR]
+  python benchmarks/convergence.py fmnist-family [--smoke] [--epochs N] [--seeds K] [--out DIR]
+
+``python benchmarks/convergence.py TASK --help`` lists a task's options.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+
+# task name -> (module in benchmarks/, function taking argv)
+TASKS = {
+    "fmnist": ("convergence_fmnist", "main_lr"),
+    "fmnist-b3": ("convergence_fmnist", "main_b3"),
+    "fmnist-family": ("convergence_fmnist", "main_family"),
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in TASKS:
+        print(__doc__.strip())
+        print("\ntasks: " + ", ".join(TASKS))
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    if importlib.util.find_spec("adamod_optax") is None:  # a source checkout, not installed
+        sys.path.insert(0, os.path.dirname(here))
+    module, fn = TASKS[argv[0]]
+    getattr(importlib.import_module(module), fn)(argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
