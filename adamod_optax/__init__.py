@@ -9,16 +9,24 @@ from adamod_optax._transforms import (
     scale_by_bounded_adam,
     scale_by_momental_bound,
 )
+from adamod_optax.diagnostics import (
+    LearningRateSummary,
+    effective_learning_rates,
+    learning_rate_summary,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AddDecoupledWeightDecayState",
+    "LearningRateSummary",
     "ScaleByBoundedAdamState",
     "ScaleByMomentalBoundState",
     "__version__",
     "adamod",
     "add_decoupled_weight_decay",
+    "effective_learning_rates",
+    "learning_rate_summary",
     "scale_by_bounded_adam",
     "scale_by_momental_bound",
 ]

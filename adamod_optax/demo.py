@@ -168,8 +168,8 @@ def format_table(results: Dict[str, Any]) -> str:
         fmt = "| {name} | {median:.4f} | {mean:.4f} +- {std:.4f} | {median2:.4f} | " \
               "{mean2:.4f} +- {std2:.4f} | {n} |"
     else:
-        head = ("| optimizer | final val loss: median | mean +- std | min train loss (smoothed): "
-                "median | mean +- std | seeds |")
+        head = ("| optimizer | final val loss: median | mean +- std | train loss, last 10% of "
+                "steps: median | mean +- std | seeds |")
         fmt = "| {name} | {median:.3f} | {mean:.3f} +- {std:.3f} | {median2:.3f} | " \
               "{mean2:.3f} +- {std2:.3f} | {n} |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -182,6 +182,10 @@ def plot(results: Dict[str, Any], path: str) -> str:
     """Saves the loss/accuracy curves (median over seeds, range shaded)."""
     matplotlib = _require("matplotlib", "matplotlib")
     matplotlib.use("Agg")
+    if results["task"] == "transformer":
+        from adamod_optax import _charlm
+
+        return _charlm.plot_curves(results, path)
     import matplotlib.pyplot as plt
 
     if results["task"] == "digits":
@@ -260,6 +264,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                              eval_every=5 if args.tiny else 10)
         results["title"] = f"8x8 digits MLP, lr {lr:g}, {len(args.seeds)} seed(s)"
     else:
+        _require("tqdm", "tqdm")
+        _require("matplotlib", "matplotlib")
         from adamod_optax import _charlm
 
         results = _charlm.run_demo(args, progress=progress)
@@ -274,6 +280,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     print(results["title"])
     print(table)
     print(f"\nfigure: {os.path.abspath(png)}")
+    for extra in results.get("figures", []):
+        print(f"figure: {os.path.abspath(extra)}")
     print(f"data:   {os.path.abspath(os.path.join(args.out, results['task'] + '.json'))}")
     return results
 
