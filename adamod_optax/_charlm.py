@@ -293,7 +293,16 @@ def smooth(x: Sequence[float], window: int = 10) -> np.ndarray:
 def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
         progress: bool = True, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """All optimizers x seeds; returns the results dict (curves and a summary)."""
-    from tqdm.auto import tqdm
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bar is optional here (the demo requires it)
+        progress = False
+
+        class tqdm:  # noqa: N801
+            def __init__(self, *a, **k):
+                pass
+
+            update = set_postfix_str = close = lambda self, *a, **k: None
 
     corpus = make_corpus(text if text is not None else load_shakespeare(),
                          max_chars=cfg.max_chars)

