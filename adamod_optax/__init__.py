@@ -12,12 +12,18 @@ from adamod_optax._transforms import (
     scale_by_bounded_adam,
     scale_by_momental_bound,
 )
+from adamod_optax.diagnostics import (
+    LearningRateSummary,
+    effective_learning_rates,
+    learning_rate_summary,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AddDecoupledWeightDecayState",
     "ClipByDynamicBoundState",
+    "LearningRateSummary",
     "ScaleByBoundedAdamState",
     "ScaleByMomentalBoundState",
     "WithFrictionState",
@@ -29,6 +35,8 @@ __all__ = [
     "clip_by_dynamic_bound",
     "diffgrad",
     "diffmod",
+    "effective_learning_rates",
+    "learning_rate_summary",
     "scale_by_bounded_adam",
     "scale_by_momental_bound",
     "with_friction",

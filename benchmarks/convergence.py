@@ -7,6 +7,8 @@ imported only when asked for.
   python benchmarks/convergence.py fmnist-b3   [--smoke] [--epochs N] [--seeds K] [--out DIR]
   python benchmarks/convergence.py fmnist-family [--smoke] [--epochs N] [--seeds K] [--out DIR]
 
+  python benchmarks/convergence.py transformer [--size laptop|full] [--seeds 0,1,2] [--out DIR]
+
 ``python benchmarks/convergence.py TASK --help`` lists a task's options.
 """
 
@@ -22,6 +24,7 @@ TASKS = {
     "fmnist": ("convergence_fmnist", "main_lr"),
     "fmnist-b3": ("convergence_fmnist", "main_b3"),
     "fmnist-family": ("convergence_fmnist", "main_family"),
+    "transformer": ("convergence_transformer", "main"),
 }
 
 

@@ -22,6 +22,7 @@ seconds. Needs ``sudo apt-get install -y dataset-fashion-mnist``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -94,7 +95,7 @@ def load_data(smoke: bool = False, n_train: int | None = None, n_test: int | Non
 def init_mlp(key: jax.Array, sizes: Sequence[int] = (784, HIDDEN, 10)):
     """Weights drawn from N(0, 1/fan_in) (LeCun normal, untruncated), zero biases."""
     params = []
-    for k, (n_in, n_out) in zip(jax.random.split(key, len(sizes) - 1), zip(sizes, sizes[1:])):
+    for k, (n_in, n_out) in zip(jax.random.split(key, len(sizes) - 1), itertools.pairwise(sizes)):
         w = jax.random.normal(k, (n_in, n_out), jnp.float32) / np.sqrt(n_in)
         params.append({"w": w, "b": jnp.zeros((n_out,), jnp.float32)})
     return params

@@ -19,9 +19,9 @@
 # | optimizer | what bounds the rate | reference |
 # |---|---|---|
 # | AdaMod | the rate's own exponential moving average (`b3`) | Ding et al. 2019 |
-# | AdaBound | clipping to `[lower(t), upper(t)]`, both converging to `final_lr` (SGD) | Luo et al. 2019 |
+# | AdaBound | clip to `[lower(t), upper(t)]`, both tending to `final_lr` (SGD) | Luo et al. 2019 |
 # | AMSBound | AdaBound on AMSGrad's running maximum of `v` | Luo et al. 2019 |
-# | DiffGrad | a friction coefficient `sigmoid(abs(g_{t-1} - g_t))` on the momentum | Dubey et al. 2019 |
+# | DiffGrad | friction `sigmoid(abs(g_{t-1} - g_t))` on the momentum | Dubey et al. 2019 |
 # | DiffMod | AdaMod's bound, then DiffGrad's friction on the momentum | AdaMod + DiffGrad |
 #
 # Here they run side by side on the task of notebook 03 (MLP 784-256-10, batch 128) at

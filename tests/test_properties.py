@@ -175,7 +175,7 @@ def assert_close_ulps(a, b, ulps=8):
 def test_finite_dtypes_and_jit(name, hp, spec, seed, scales):
     """Finite updates and state; dtypes kept; jit == eager; 3 steps."""
     if rounds_to_one(hp):
-        with pytest.raises(ValueError, match="rounds to 1.0 in float32"):
+        with pytest.raises(ValueError, match=r"rounds to 1\.0 in float32"):
             build(name, **hp)
         return
     tx = build(name, **hp)

@@ -22,7 +22,7 @@ from optimizers import FAMILY
 
 import adamod_optax as ao
 from adamod_optax._bounds import ClipByDynamicBoundState
-from adamod_optax._transforms import ScaleByBoundedAdamState, ScaleByMomentalBoundState
+from adamod_optax._transforms import ScaleByBoundedAdamState
 
 NAMES = sorted(FAMILY)
 INT32_MAX = 2**31 - 1
@@ -78,7 +78,8 @@ def test_float16_params_with_float32_state_take_large_gradients(name, g):
     p16, state, ups = run(tx, jnp.ones(3, jnp.float16), grads)
     assert all(u.dtype == jnp.float16 for u in ups)
     assert finite(ups) and finite(state) and finite(p16)
-    p32, _, _ = run(FAMILY[name](), jnp.ones(3, jnp.float32), [x.astype(jnp.float32) for x in grads])
+    grads32 = [x.astype(jnp.float32) for x in grads]
+    p32, _, _ = run(FAMILY[name](), jnp.ones(3, jnp.float32), grads32)
     np.testing.assert_allclose(np.asarray(p16, np.float32), p32, rtol=2e-3, atol=1e-3)
 
 
@@ -90,7 +91,7 @@ def test_float16_default_state(name):
     0, the element's update is exactly 0, and it stays frozen (b2 * inf = inf)
     until the state is reset; other elements are unaffected."""
     tx = FAMILY[name]()
-    ok, state, ups = run(tx, jnp.ones(2, jnp.float16), [jnp.array([1000.0, 1.0], jnp.float16)] * 3)
+    _ok, state, ups = run(tx, jnp.ones(2, jnp.float16), [jnp.array([1000.0, 1.0], jnp.float16)] * 3)
     assert finite(ups) and finite(state)
 
     grads = [jnp.array([1e4, 1.0], jnp.float16)] + [jnp.array([1.0, 1.0], jnp.float16)] * 4
@@ -116,7 +117,7 @@ def test_nonfinite_gradient_without_guard_poisons_only_its_element(name, bad):
     clean = [jnp.array([0.5, -1.0, 2.0]) * (k + 1) for k in range(12)]
     dirty = list(clean)
     dirty[2] = clean[2].at[0].set(bad)
-    p_clean, _, u_clean = run(tx, jnp.ones(3), clean)
+    _p_clean, _, u_clean = run(tx, jnp.ones(3), clean)
     p_dirty, state, u_dirty = run(tx, jnp.ones(3), dirty)
     for uc, ud in zip(u_clean, u_dirty):
         np.testing.assert_array_equal(ud[1:], uc[1:])

@@ -3,8 +3,9 @@
 300 steps of a noisy quadratic (closed loop: grad = h * (p - target) + noise_k)
 under jax.lax.scan, run on the CPU device and on the default (GPU) device; a
 float64 CPU run gives the scale of float32 rounding itself. Writes JSON to
-argv[1]. Run: PYTHONPATH=.:tests python notes/robustness/gpu_cpu.py out.json
+argv[1]. Run: PYTHONPATH=.:tests python benchmarks/gpu_cpu_agreement.py out.json
 """
+
 import json
 import sys
 
@@ -42,12 +43,21 @@ def trajectory(tx, dtype, device):
 
 
 def maxdiff(a, b):
-    return max(float(np.max(np.abs(x - y), initial=0.0)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(
+        float(np.max(np.abs(x - y), initial=0.0))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 cpu = jax.devices("cpu")[0]
 acc = jax.devices()[0]
-out = {"cpu": str(cpu), "accelerator": str(acc), "jax": jax.__version__, "steps": STEPS, "results": {}}
+out = {
+    "cpu": str(cpu),
+    "accelerator": str(acc),
+    "jax": jax.__version__,
+    "steps": STEPS,
+    "results": {},
+}
 for name in sorted(FAMILY):
     tx = FAMILY[name]()
     c32 = trajectory(tx, jnp.float32, cpu)
@@ -65,4 +75,5 @@ for name in sorted(FAMILY):
     }
     out["results"][name] = r
     print(name, r, flush=True)
-json.dump(out, open(sys.argv[1], "w"), indent=1)
+with open(sys.argv[1], "w") as f:
+    json.dump(out, f, indent=1)

@@ -1,8 +1,13 @@
-"""Figures for notes/README-robustness.md (CPU, run: PYTHONPATH=.:tests python notes/robustness/measure.py)."""
+"""Figures behind README "Robustness": NaN/Inf propagation, a 1e5-step scan, low-precision state.
+
+Run from the repository root (CPU, about a minute):
+
+    PYTHONPATH=.:tests python benchmarks/robustness.py > docs/results/robustness_cpu.txt
+"""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 jax.config.update("jax_enable_x64", True)
 import reference  # noqa: E402
@@ -37,9 +42,13 @@ for name in sorted(FAMILY):
                 first = (float(u[0]), paths_nonfinite(s))
             if k == 3:
                 nxt = float(u[0])
-        print(f"{name:13s} g={bad}: update at bad step {first[0]}, next {nxt}, after 1000 more {float(u[0])};"
-              f" element 1 finite: {bool(jnp.isfinite(u[1]))}; non-finite state after bad step: {first[1]};"
-              f" after 1000 more: {paths_nonfinite(s)}")
+        print(
+            f"{name:13s} g={bad}: update at bad step {first[0]}, next {nxt}, "
+            f"after 1000 more {float(u[0])};"
+            f" element 1 finite: {bool(jnp.isfinite(u[1]))}; "
+            f"non-finite state after bad step: {first[1]};"
+            f" after 1000 more: {paths_nonfinite(s)}"
+        )
 
 print("\n## 1e5-step lax.scan vs float64 NumPy reference (error / distance travelled)")
 import test_robustness as tr  # noqa: E402
@@ -53,9 +62,17 @@ for alg, cls in (("released", reference.AdaModReleased), ("paper", reference.Ada
         p = ref.step(p, {"w": g}, 1e-3, weight_decay=1e-4)
     travelled = np.abs(p["w"] - p0) + 1e-3
     for dt in (jnp.float64, jnp.float32):
-        pj, _ = tr._scan_run(ao.adamod(1e-3, weight_decay=1e-4, algorithm=alg), jnp.asarray(p0, dt), jnp.asarray(grads, dt))
+        pj, _ = tr._scan_run(
+            ao.adamod(1e-3, weight_decay=1e-4, algorithm=alg),
+            jnp.asarray(p0, dt),
+            jnp.asarray(grads, dt),
+        )
         err = np.abs(np.asarray(pj, np.float64) - p["w"])
-        print(f"{alg:8s} {jnp.dtype(dt).name}: final {np.asarray(pj, np.float64)}, travelled {travelled}, max err/travelled {np.max(err / travelled):.3g}, max abs err {np.max(err):.3g}")
+        print(
+            f"{alg:8s} {jnp.dtype(dt).name}: final {np.asarray(pj, np.float64)}, "
+            f"travelled {travelled}, max err/travelled {np.max(err / travelled):.3g}, "
+            f"max abs err {np.max(err):.3g}"
+        )
 
 print("\n## Low-precision state: rate average after 3000 steps of g = 1 (lr 1e-3), and the step")
 for pdt in (jnp.bfloat16, jnp.float16):
@@ -64,14 +81,21 @@ for pdt in (jnp.bfloat16, jnp.float16):
         p = jnp.zeros(1, pdt)
         s = tx.init(p)
         upd = jax.jit(tx.update)
-        for k in range(3000):
+        for _ in range(3000):
             u, s = upd(jnp.ones(1, pdt), s, p)
-        print(f"params {jnp.dtype(pdt).name:8s} state {('default' if sdt is None else 'float32'):8s}: "
-              f"s_3000 = {float(s[0].rate_state.rate_avg[0]):.4g}, v = {float(s[0].nu[0]):.4g}, step = {float(u[0]):.4g}")
+        print(
+            f"params {jnp.dtype(pdt).name:8s} "
+            f"state {('default' if sdt is None else 'float32'):8s}: "
+            f"s_3000 = {float(s[0].rate_state.rate_avg[0]):.4g}, v = {float(s[0].nu[0]):.4g}, "
+            f"step = {float(u[0]):.4g}"
+        )
 ref = reference.AdaModReleased()
 p = {"w": np.zeros(1)}
-for k in range(3000):
+for _ in range(3000):
     p_new = ref.step(p, {"w": np.ones(1)}, 1e-3)
     step = p_new["w"] - p["w"]
     p = p_new
-print(f"float64 reference: s_3000 = {ref.s['w'][0]:.4g}, v = {ref.v['w'][0]:.4g}, step = {step[0]:.4g}")
+print(
+    f"float64 reference: s_3000 = {ref.s['w'][0]:.4g}, v = {ref.v['w'][0]:.4g}, "
+    f"step = {step[0]:.4g}"
+)

