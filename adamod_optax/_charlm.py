@@ -199,19 +199,32 @@ def sample_batches(data: np.ndarray, rng: np.random.Generator, n: int, cfg: Conf
 # --------------------------------------------------------------------------- #
 
 
-def optimizers(cfg: Config) -> dict[str, Callable[[], Any]]:
-    """name -> (factory, learning rate or schedule), the three arms of the experiment."""
+B3_VALUES = (0.9, 0.99, 0.999, 0.9999)
+
+
+def optimizers(cfg: Config, b3_sweep: bool = False) -> dict[str, Any]:
+    """name -> (transformation, learning rate or schedule).
+
+    The three arms of the experiment (Adam without and with linear warmup,
+    AdaMod without warmup), or with ``b3_sweep`` Adam without warmup beside
+    AdaMod at every ``b3`` in ``B3_VALUES`` (the paper's Figure 8).
+    """
     import optax
 
     from adamod_optax import adamod
 
     warmup = max(int(cfg.warmup_fraction * cfg.steps), 1)
     schedule = optax.linear_schedule(0.0, cfg.lr, warmup)
-    return {
+    arms = {
         "Adam, no warmup": (optax.adam(cfg.lr), cfg.lr),
         f"Adam, {warmup}-step warmup": (optax.adam(schedule), schedule),
         "AdaMod, no warmup": (adamod(cfg.lr), cfg.lr),
     }
+    if b3_sweep:
+        arms = {"Adam, no warmup": arms["Adam, no warmup"]}
+        for b3 in B3_VALUES:
+            arms[f"AdaMod, b3={b3:g}"] = (adamod(cfg.lr, b3=b3), cfg.lr)
+    return arms
 
 
 _CACHE: dict[Any, Any] = {}
@@ -228,7 +241,8 @@ def _compiled(name: str, cfg: Config):
     key = (name, cfg)
     if key in _CACHE:
         return _CACHE[key]
-    tx, lr = optimizers(cfg)[name]
+    arms = {**optimizers(cfg), **optimizers(cfg, b3_sweep=True)}
+    tx, lr = arms[name]
 
     @jax.jit
     def step(params, state, batch):
@@ -292,8 +306,13 @@ def smooth(x: Sequence[float], window: int = 10) -> np.ndarray:
 
 
 def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
-        progress: bool = True, names: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    """All optimizers x seeds; returns the results dict (curves and a summary)."""
+        progress: bool = True, names: Optional[Sequence[str]] = None,
+        b3_sweep: bool = False) -> dict[str, Any]:
+    """All optimizers x seeds; returns the results dict (curves and a summary).
+
+    ``names`` picks arms of :func:`optimizers` (default: all of them, with
+    ``b3_sweep`` the b3 sweep's).
+    """
     try:
         from tqdm.auto import tqdm
     except ImportError:  # progress bar is optional here (the demo requires it)
@@ -307,7 +326,7 @@ def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
 
     corpus = make_corpus(text if text is not None else load_shakespeare(),
                          max_chars=cfg.max_chars)
-    names = list(names or optimizers(cfg))
+    names = list(names or optimizers(cfg, b3_sweep=b3_sweep))
     results: dict[str, Any] = {
         "task": "transformer", "config": dataclasses.asdict(cfg), "seeds": list(seeds),
         "vocab_size": corpus.vocab_size, "train_chars": int(corpus.train.size),
@@ -333,7 +352,9 @@ def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
         for name, runs in results["runs"].items()
     }
     results["title"] = (f"post-LN Transformer, {cfg.layers} layers, d={cfg.d_model}, "
-                        f"lr {cfg.lr:g}, {cfg.steps} steps, {len(seeds)} seed(s)")
+                        f"context {cfg.seq_len}, batch {cfg.batch_size}, lr {cfg.lr:g}, "
+                        f"{cfg.steps} steps, {len(seeds)} seed(s)"
+                        + (", b3 sweep" if b3_sweep else ""))
     return results
 
 

