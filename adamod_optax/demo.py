@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-DEFAULT_TASK = "digits"
+DEFAULT_TASK = "transformer"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:

