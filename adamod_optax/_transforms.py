@@ -389,11 +389,14 @@ def add_decoupled_weight_decay(
     def update_fn(updates, state, params=None, **extra_args):
         _base.check_updates(updates, params, "add_decoupled_weight_decay")
         del extra_args
+        if _base.concrete_float(weight_decay) == 0.0:
+            # Nothing to add (and the params are not needed). Skipping, rather
+            # than adding 0 * params, is what the PyTorch releases do and keeps
+            # g + 0 * theta from becoming an extra array-sized temporary.
+            return updates, AddDecoupledWeightDecayState(
+                count=optax.safe_increment(state.count)
+            )
         if params is None:
-            if _base.concrete_float(weight_decay) == 0.0:
-                return updates, AddDecoupledWeightDecayState(
-                    count=optax.safe_increment(state.count)
-                )
             raise ValueError(
                 "weight decay needs the params: call update(grads, state, params)."
             )
