@@ -26,8 +26,7 @@
 #
 # Here they run side by side on the task of notebook 03 (MLP 784-256-10, batch 128) at
 # learning rates 0.1, 0.01 and 0.001, each at its default hyperparameters, with Adam as the
-# baseline. Optimizers this version of `adamod_optax` does not provide yet are skipped with a
-# note, so the notebook runs before and after they land.
+# baseline.
 #
 # `python benchmarks/convergence.py fmnist-family` runs the same grid and writes
 # `docs/results/fmnist_family.{json,md,png}`.
@@ -38,6 +37,7 @@
 
 # %%
 # requires-data: fashion-mnist
+import json
 import pathlib
 import sys
 
@@ -50,8 +50,6 @@ import convergence_fmnist as cf
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-import adamod_optax
-
 SMOKE = cf.smoke_requested()
 EPOCHS = cf.SMOKE_EPOCHS if SMOKE else cf.EPOCHS
 SEEDS = (0, 1) if SMOKE else cf.SEEDS
@@ -61,22 +59,10 @@ print(f"{'smoke' if SMOKE else 'full'} mode: {data.x_train.shape[0]} training im
       f"{EPOCHS} epochs, seeds {SEEDS}, learning rates {LEARNING_RATES}")
 
 # %% [markdown]
-# ## Which optimizers are available
-#
-# Looked up by name with `getattr(adamod_optax, name, None)`; a missing one is reported and
-# skipped.
-
-# %%
-for label, name in cf.FAMILY.items():
-    fn = getattr(adamod_optax, name, None)
-    print(f"{label:9s} adamod_optax.{name:9s} {'available' if fn else 'not available yet'}")
-optimizers = cf.family_optimizers()
-print("running:", ", ".join(optimizers))
-
-# %% [markdown]
 # ## Train the grid
 
 # %%
+optimizers = cf.family_optimizers()
 results = cf.lr_grid(data, epochs=EPOCHS, seeds=SEEDS, learning_rates=LEARNING_RATES,
                      optimizers=optimizers)
 
@@ -96,3 +82,24 @@ plt.show()
 # `final_lr` (default 0.1) over training, so at the end of a run they behave like SGD, which
 # notebook 03 found robust on this task; their default `final_lr` does not scale with the
 # chosen learning rate.
+
+# %% [markdown]
+# ## The published full run
+#
+# `docs/results/fmnist_family.json` (30 epochs, 3 seeds), shown without retraining when present.
+
+# %%
+published = pathlib.Path(cf.DEFAULT_OUT) / "fmnist_family.json"
+if published.is_file():
+    full = json.loads(published.read_text())
+    display(Markdown(cf.lr_table(full["results"])))
+    cf.plot_lr(full["results"], title="committed full run")
+    plt.show()
+else:
+    print(f"no published run at {published}; "
+          "run `python benchmarks/convergence.py fmnist-family`")
+
+# %% [markdown]
+# ## What the full run shows
+#
+# RESULTS_FAMILY
