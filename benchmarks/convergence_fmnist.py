@@ -430,47 +430,38 @@ def _setup(args):
     return smoke, epochs, seeds, data, suffix
 
 
-def main_lr(argv=None) -> dict:
-    """``fmnist`` task: the learning-rate grid (Figure 6)."""
-    args = _parser("convergence.py fmnist", main_lr.__doc__).parse_args(argv)
+def _grid_task(argv, task: str, doc: str, optimizers, label: str, out_name: str,
+               title: str) -> dict:
+    """A learning-rate grid task: train, print the table, write JSON/Markdown/PNG."""
+    args = _parser(f"convergence.py {task}", doc).parse_args(argv)
     smoke, epochs, seeds, data, suffix = _setup(args)
-    print(f"Fashion-MNIST learning-rate grid: {len(data.x_train)} train, {epochs} epochs, "
-          f"seeds {list(seeds)}")
-    t0 = time.perf_counter()
-    lrs = tuple(args.lrs or LEARNING_RATES)
-    results = lr_grid(data, epochs=epochs, seeds=seeds, learning_rates=lrs)
-    payload = {"task": "fmnist", "config": _config(data, epochs, seeds, smoke),
-               "learning_rates": list(lrs), "results": results,
-               "seconds_total": time.perf_counter() - t0}
-    table = lr_table(results)
-    print(table)
-    title = (f"Fashion-MNIST MLP 784-{HIDDEN}-10, batch {BATCH_SIZE}, {epochs} epochs, "
-             f"{len(seeds)} seeds (line = median, band = min..max)")
-    _write(args.out, "fmnist_lr" + suffix, payload, table,
-           lambda p: plot_lr(results, p, title))
-    return payload
-
-
-def main_family(argv=None) -> dict:
-    """``fmnist-family`` task: the learning-rate grid over the bounded-rate family."""
-    args = _parser("convergence.py fmnist-family", main_family.__doc__).parse_args(argv)
-    smoke, epochs, seeds, data, suffix = _setup(args)
-    print(f"Fashion-MNIST family grid: {len(data.x_train)} train, {epochs} epochs, "
+    print(f"Fashion-MNIST {label}: {len(data.x_train)} train, {epochs} epochs, "
           f"seeds {list(seeds)}")
     t0 = time.perf_counter()
     lrs = tuple(args.lrs or LEARNING_RATES)
     results = lr_grid(data, epochs=epochs, seeds=seeds, learning_rates=lrs,
-                      optimizers=family_optimizers())
-    payload = {"task": "fmnist-family", "config": _config(data, epochs, seeds, smoke),
+                      optimizers=optimizers)
+    payload = {"task": task, "config": _config(data, epochs, seeds, smoke),
                "learning_rates": list(lrs), "results": results,
                "seconds_total": time.perf_counter() - t0}
     table = lr_table(results)
     print(table)
-    title = (f"Bounded-rate family, Fashion-MNIST MLP, {epochs} epochs, {len(seeds)} seeds "
-             "(line = median, band = min..max)")
-    _write(args.out, "fmnist_family" + suffix, payload, table,
-           lambda p: plot_lr(results, p, title))
+    title = f"{title}, {epochs} epochs, {len(seeds)} seeds (line = median, band = min..max)"
+    _write(args.out, out_name + suffix, payload, table, lambda p: plot_lr(results, p, title))
     return payload
+
+
+def main_lr(argv=None) -> dict:
+    """``fmnist`` task: the learning-rate grid (Figure 6)."""
+    return _grid_task(argv, "fmnist", main_lr.__doc__, None, "learning-rate grid", "fmnist_lr",
+                      f"Fashion-MNIST MLP 784-{HIDDEN}-10, batch {BATCH_SIZE}")
+
+
+def main_family(argv=None) -> dict:
+    """``fmnist-family`` task: the learning-rate grid over the bounded-rate family."""
+    return _grid_task(argv, "fmnist-family", main_family.__doc__, family_optimizers(),
+                      "family grid", "fmnist_family",
+                      "Bounded-rate family, Fashion-MNIST MLP")
 
 
 def main_b3(argv=None) -> dict:

@@ -39,7 +39,9 @@ def test_quick_start_commands_are_in_the_readme():
     assert "-m adamod_optax.demo" in commands[0] and "-m pytest" in commands[1]
 
 
-_PLACEHOLDER = re.compile(r"\b(?:RESULTS_[A-Z0-9_]+|[A-Z0-9_]+_MIN|DEMO_[A-Z]+|QUICKSTART_[A-Z]+)\b")
+_PLACEHOLDER = re.compile(
+    r"\b(?:RESULTS_[A-Z0-9_]+|[A-Z0-9_]+_MIN|DEMO_[A-Z]+|QUICKSTART_[A-Z]+)\b"
+)
 
 
 def test_no_unfilled_placeholders_in_readme_and_notebooks():
