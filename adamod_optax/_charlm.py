@@ -307,11 +307,14 @@ def smooth(x: Sequence[float], window: int = 10) -> np.ndarray:
 
 def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
         progress: bool = True, names: Optional[Sequence[str]] = None,
-        b3_sweep: bool = False) -> dict[str, Any]:
+        b3_sweep: bool = False,
+        reuse: Optional[dict[str, list[dict[str, Any]]]] = None) -> dict[str, Any]:
     """All optimizers x seeds; returns the results dict (curves and a summary).
 
     ``names`` picks arms of :func:`optimizers` (default: all of them, with
-    ``b3_sweep`` the b3 sweep's).
+    ``b3_sweep`` the b3 sweep's). ``reuse`` maps arm names to runs already
+    trained with the same config and seeds (training is deterministic on a
+    given machine); those arms are not trained again.
     """
     try:
         from tqdm.auto import tqdm
@@ -332,9 +335,15 @@ def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
         "vocab_size": corpus.vocab_size, "train_chars": int(corpus.train.size),
         "unigram_entropy": unigram_entropy(corpus.train), "runs": {},
     }
-    bar = tqdm(total=len(names) * len(seeds) * cfg.steps, desc="transformer",
-               disable=not progress, unit="step")
+    reuse = dict(reuse or {})
+    bar = tqdm(total=len([n for n in names if n not in reuse]) * len(seeds) * cfg.steps,
+               desc="transformer", disable=not progress, unit="step")
     for name in names:
+        if name in reuse:
+            if [r["seed"] for r in reuse[name]] != list(seeds):
+                raise ValueError(f"reused runs of {name!r} have other seeds than {list(seeds)}")
+            results["runs"][name] = reuse[name]
+            continue
         runs = []
         for seed in seeds:
             bar.set_postfix_str(f"{name}, seed {seed}")

