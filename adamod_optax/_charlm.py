@@ -249,8 +249,9 @@ def _compiled(name: str, cfg: Config):
         loss, grads = jax.value_and_grad(loss_fn)(params, batch, cfg)
         updates, state = tx.update(grads, state, params)
         params = optax.apply_updates(params, updates)
-        summary = learning_rate_summary(state, lr, grads=grads, num_bins=40,
-                                        log10_min=-8.0, log10_max=2.0)
+        # 0.25-decade bins from 1e-6 to 1e7 (Adam's largest rates reach lr / eps = 1e6)
+        summary = learning_rate_summary(state, lr, grads=grads, num_bins=52,
+                                        log10_min=-6.0, log10_max=7.0)
         return params, state, loss, summary
 
     @jax.jit
@@ -439,12 +440,15 @@ def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0) -> 
         x_edges = np.concatenate([[0], steps])
         im = ax.pcolormesh(x_edges, edges, np.where(hist > 0, hist, np.nan).T,
                            norm=LogNorm(1e-5, 1), cmap="viridis", shading="flat")
-        ax.plot(r["steps"], np.log10(np.maximum(r["lr_max"], 1e-30)), "r-", lw=0.8,
-                label="max")
+        # the end bins also count the rates beyond them; the max line is drawn
+        # inside the histogram's range (step 1 of a warmup from 0 has max 0)
+        top = np.log10(np.maximum(r["lr_max"], 10.0 ** edges[0]))
+        ax.plot(r["steps"], np.minimum(top, edges[-1]), "r-", lw=0.8, label="max")
+        ax.set_ylim(edges[0], edges[-1])
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")
         ax.legend(fontsize=8, loc="lower right")
-    np.atleast_1d(axes)[0].set_ylabel("log10 effective learning rate")
+    np.atleast_1d(axes)[0].set_ylabel("log10 effective learning rate\n(end bins: beyond)")
     fig.colorbar(im, ax=axes, label="fraction of parameters")
     fig.suptitle(f"effective learning rates over training (seed {results['seeds'][seed_index]})")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
