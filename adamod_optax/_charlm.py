@@ -314,8 +314,8 @@ def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
 
     ``names`` picks arms of :func:`optimizers` (default: all of them, with
     ``b3_sweep`` the b3 sweep's). ``reuse`` maps arm names to runs already
-    trained with the same config and seeds (training is deterministic on a
-    given machine); those arms are not trained again.
+    trained with the same config and seeds (training is deterministic for
+    the same code on the same machine); those arms are not trained again.
     """
     try:
         from tqdm.auto import tqdm

