@@ -40,7 +40,7 @@ def test_quick_start_commands_are_in_the_readme():
 
 
 _PLACEHOLDER = re.compile(
-    r"\b(?:RESULTS_[A-Z0-9_]+|[A-Z0-9_]+_MIN|DEMO_[A-Z]+|QUICKSTART_[A-Z]+)\b"
+    r"\b(?:RESULTS_[A-Z0-9_]+|[A-Z0-9_]+_(?:MIN|SECTION)|DEMO_[A-Z]+|QUICKSTART_[A-Z]+)\b"
 )
 
 
