@@ -387,6 +387,25 @@ def plot_b3(results: dict, path: str | None = None, title: str = ""):
     return fig
 
 
+class NotebookSetup(NamedTuple):
+    smoke: bool
+    epochs: int
+    seeds: tuple
+    data: Data
+
+
+def notebook_setup() -> NotebookSetup:
+    """What the Fashion-MNIST notebooks start from: smoke flag, epochs, seeds and the data
+    (a slice in smoke mode), with a one-line summary printed."""
+    smoke = smoke_requested()
+    epochs = SMOKE_EPOCHS if smoke else EPOCHS
+    seeds = (0, 1) if smoke else SEEDS
+    data = load_data(smoke=smoke)
+    print(f"{'smoke' if smoke else 'full'} mode: {data.x_train.shape[0]} training images, "
+          f"{data.x_test.shape[0]} test images, {epochs} epochs, seeds {seeds}")
+    return NotebookSetup(smoke, epochs, seeds, data)
+
+
 def _write(out: str, stem: str, payload: dict, table: str, plot) -> None:
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, stem + ".json"), "w") as f:

@@ -46,12 +46,7 @@ import convergence_fmnist as cf
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-SMOKE = cf.smoke_requested()
-EPOCHS = cf.SMOKE_EPOCHS if SMOKE else cf.EPOCHS
-SEEDS = (0, 1) if SMOKE else cf.SEEDS
-data = cf.load_data(smoke=SMOKE)
-print(f"{'smoke' if SMOKE else 'full'} mode: {data.x_train.shape[0]} training images, "
-      f"{data.x_test.shape[0]} test images, {EPOCHS} epochs, seeds {SEEDS}")
+SMOKE, EPOCHS, SEEDS, data = cf.notebook_setup()
 
 # %% [markdown]
 # ## Train the grid

@@ -43,13 +43,9 @@ import convergence_fmnist as cf
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-SMOKE = cf.smoke_requested()
-EPOCHS = cf.SMOKE_EPOCHS if SMOKE else cf.EPOCHS
-SEEDS = (0, 1) if SMOKE else cf.SEEDS
+SMOKE, EPOCHS, SEEDS, data = cf.notebook_setup()
 LEARNING_RATES = (0.001,) if SMOKE else cf.B3_LEARNING_RATES
-data = cf.load_data(smoke=SMOKE)
-print(f"{'smoke' if SMOKE else 'full'} mode: {data.x_train.shape[0]} training images, "
-      f"{EPOCHS} epochs, seeds {SEEDS}, b3 in {cf.B3_VALUES}, lr in {LEARNING_RATES}")
+print(f"b3 in {cf.B3_VALUES}, lr in {LEARNING_RATES}")
 
 # %% [markdown]
 # ## Run the sweep
