@@ -181,7 +181,8 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: str) -> str:
-    """Saves the loss/accuracy curves (median over seeds, range shaded)."""
+    """Saves the curves (median over seeds, range shaded): the digits task's loss and
+    accuracy here, the Transformer's through :func:`adamod_optax._charlm.plot_curves`."""
     matplotlib = _require("matplotlib", "matplotlib")
     matplotlib.use("Agg")
     if results["task"] == "transformer":
@@ -190,15 +191,11 @@ def plot(results: dict[str, Any], path: str) -> str:
         return _charlm.plot_curves(results, path)
     import matplotlib.pyplot as plt
 
-    if results["task"] == "digits":
-        panels = [("train_loss", "train loss (batch)", True), ("test_acc", "test accuracy", False)]
-    else:
-        panels = [("train_loss", "train loss (batch, smoothed)", False),
-                  ("val_loss", "validation loss", False)]
+    panels = [("train_loss", "train loss (batch)", True), ("test_acc", "test accuracy", False)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6))
     for ax, (key, label, logy) in zip(np.atleast_1d(axes), panels):
         for name, runs in results["runs"].items():
-            x = np.asarray(runs[0]["steps"] if key != "val_loss" else runs[0]["val_steps"])
+            x = np.asarray(runs[0]["steps"])
             ys = np.asarray([r[key] for r in runs], np.float64)
             line, = ax.plot(x, np.median(ys, 0), label=name)
             if len(runs) > 1:

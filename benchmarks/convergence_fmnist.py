@@ -353,6 +353,10 @@ def plot_lr(results: dict, path: str | None = None, title: str = ""):
     for a in axes[:-1]:
         a.legend(fontsize=8, loc="lower right")
         a.set_ylim(max(lo - 5, 0), None)
+    return _finish_figure(fig, path, title)
+
+
+def _finish_figure(fig, path: str | None, title: str):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -379,12 +383,7 @@ def plot_b3(results: dict, path: str | None = None, title: str = ""):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     axes[0][0].set_ylabel("test accuracy (%)")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    if path:
-        fig.savefig(path)
-    return fig
+    return _finish_figure(fig, path, title)
 
 
 class NotebookSetup(NamedTuple):

@@ -40,8 +40,6 @@ SIZES = {
 }
 
 
-smoke = smoke_requested
-
 
 def main(argv=None):
     p = argparse.ArgumentParser(
@@ -70,7 +68,7 @@ def main(argv=None):
         base = args.plot_only[:-len(".json")]
         write_report(results, base)
         return results
-    cfg = _charlm.TINY if smoke() else SIZES[args.size]
+    cfg = _charlm.TINY if smoke_requested() else SIZES[args.size]
     if args.lr is not None:
         cfg = dataclasses.replace(cfg, lr=args.lr)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -95,7 +93,7 @@ def main(argv=None):
                           b3_sweep=args.b3_sweep, reuse=reuse)
     if reuse:
         results["reused"] = {"from": os.path.basename(args.reuse), "arms": sorted(reuse)}
-    size = "smoke" if smoke() else args.size
+    size = "smoke" if smoke_requested() else args.size
     tag = ("transformer_b3_" if args.b3_sweep else "transformer_") + size + (
         f"_lr{args.lr:g}" if args.lr is not None else "")
     results["machine"] = {"backend": jax.default_backend(),
