@@ -1,22 +1,24 @@
 """AdaMod and the bounded-learning-rate optimizers as composable optax transformations."""
 
-from adamod_optax._alias import adamod
-from adamod_optax._bounds import ClipByDynamicBoundState, clip_by_dynamic_bound
-from adamod_optax._family import adabound, amsbound, diffgrad, diffmod
-from adamod_optax._friction import WithFrictionState, with_friction
-from adamod_optax._transforms import (
+from adamod_optax._adabound import (
+    ClipByDynamicBoundState,
+    adabound,
+    amsbound,
+    clip_by_dynamic_bound,
+)
+from adamod_optax._adamod import ScaleByMomentalBoundState, adamod, scale_by_momental_bound
+from adamod_optax._core import (
     AddDecoupledWeightDecayState,
     ScaleByBoundedAdamState,
-    ScaleByMomentalBoundState,
     add_decoupled_weight_decay,
     scale_by_bounded_adam,
-    scale_by_momental_bound,
 )
-from adamod_optax.diagnostics import (
+from adamod_optax._diagnostics import (
     LearningRateSummary,
     effective_learning_rates,
     learning_rate_summary,
 )
+from adamod_optax._diffgrad import WithFrictionState, diffgrad, diffmod, with_friction
 
 __version__ = "0.1.0"
 

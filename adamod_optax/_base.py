@@ -171,6 +171,12 @@ def scalar(value: Any, dtype: Any) -> jax.Array:
     return jnp.asarray(value).astype(dtype)
 
 
+def ema(decay: Any, old: jax.Array, new: jax.Array, dtype: Any) -> jax.Array:
+    """``decay * old + (1 - decay) * new`` computed in ``dtype``."""
+    decay = scalar(decay, real_dtype(dtype))
+    return decay * old.astype(dtype) + (1 - decay) * new.astype(dtype)
+
+
 def is_none(x: Any) -> bool:
     return x is None
 
@@ -279,3 +285,46 @@ def check_updates(updates: Any, state_tree: Any, name: str) -> None:
                 f"{name}: update (gradient) leaf {where} has shape {jnp.shape(u)} but "
                 f"the optimizer state holds shape {jnp.shape(s)} there."
             )
+
+
+B3_DEFAULT = 0.999
+
+
+def resolve_b3(b3: Any, len_memory: Any) -> Any:
+    """``b3``, or ``1 - 1/len_memory`` when ``len_memory`` is given.
+
+    ``len_memory`` may only be combined with ``b3`` left at its default. Under
+    ``optax.inject_hyperparams`` every default arrives as an array, so a
+    concrete ``b3`` equal to the default counts as "left at its default" and a
+    traced one cannot be checked (``len_memory`` wins).
+    """
+    if len_memory is None:
+        return b3
+    check_range("len_memory", len_memory, low=1.0)
+    b3_value = concrete_float(b3)
+    if b3_value is not None and b3_value != B3_DEFAULT and not (
+        getattr(b3, "dtype", None) is not None
+        and abs(b3_value - B3_DEFAULT) < 1e-6  # default cast to float32 by inject_hyperparams
+    ):
+        raise ValueError(
+            "give either `b3` or `len_memory` (b3 = 1 - 1/len_memory), not both; "
+            f"got b3={b3!r} and len_memory={len_memory!r}."
+        )
+    return 1.0 - 1.0 / len_memory
+
+
+def check_weight_decay_mode(mode: Any) -> None:
+    if mode not in ("coupled", "decoupled"):
+        raise ValueError(
+            f"`weight_decay_mode` must be 'coupled' (L2: g + wd * theta, as released) "
+            f"or 'decoupled' (theta -= wd * lr_t * theta), got {mode!r}."
+        )
+
+
+def check_friction_version(version: Any, name: str = "version") -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``version`` is 0, 1 or 2 (or traced)."""
+    if is_traced(version):
+        return
+    value = None if isinstance(version, str) else concrete_float(version)
+    if value is None or value not in (0.0, 1.0, 2.0):
+        raise ValueError(f"`{name}` (the friction shape) must be 0, 1 or 2, got {version!r}.")

@@ -8,22 +8,17 @@ max |theta_package - theta_reference| / max |theta_reference - theta_0| (per lea
 * against golden trajectories of the PyTorch releases (``tests/golden/*.npz``, produced by
   ``tests/golden/generate.py``; torch is not needed here).
 
-Usage: ``python benchmarks/accuracy.py`` (about a minute on 2 CPU cores). Prints Markdown.
+Usage: ``python -m benchmarks.accuracy`` (about a minute on 2 CPU cores). Prints Markdown.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import jax
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+jax.config.update("jax_enable_x64", True)  # float64, as in the tests
 
-import conftest  # noqa: E402,F401  (float64 on, as in the tests)
-import test_adamod  # noqa: E402
-import test_family  # noqa: E402
-import test_golden  # noqa: E402
+from tests import helpers  # noqa: E402
+from tests.golden import compare  # noqa: E402
 
 
 def main() -> None:
@@ -32,24 +27,24 @@ def main() -> None:
     print("|---|---|---|")
     for algorithm in ("released", "paper"):
         worst = max(
-            test_adamod._run(tree, steps=1000, jit=True, algorithm=algorithm, **cfg)
-            for cfg in test_adamod.CONFIGS.values()
-            for tree in sorted(test_adamod.TREES)
+            helpers.run_adamod(tree, steps=1000, jit=True, algorithm=algorithm, **cfg)
+            for cfg in helpers.ADAMOD_CONFIGS.values()
+            for tree in sorted(helpers.TREES)
         )
-        configs = ", ".join(test_adamod.CONFIGS)
+        configs = ", ".join(helpers.ADAMOD_CONFIGS)
         print(f"| adamod (algorithm={algorithm!r}) | {configs}; 3 pytrees | {worst:.1e} |")
-    for name in test_family.OPTIMIZERS:
+    for name in helpers.FAMILY_OPTIMIZERS:
         results = []
-        for cfg in test_family.CONFIGS.values():
+        for cfg in helpers.FAMILY_CONFIGS.values():
             kw = dict(cfg)
             if name == "diffmod" and "weight_decay" in kw:
                 kw["mode"] = "decoupled"
-            results.append(test_family._run(name, **kw))
-        configs = ", ".join(test_family.CONFIGS)
+            results.append(helpers.run_family(name, **kw))
+        configs = ", ".join(helpers.FAMILY_CONFIGS)
         print(f"| {name} | {configs} | {max(results):.1e} |")
 
     print("\n## Against the PyTorch releases (golden trajectories, 1000 steps)\n")
-    test_golden.main()
+    compare.main()
 
 
 if __name__ == "__main__":

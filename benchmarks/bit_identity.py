@@ -3,8 +3,8 @@
 Used to prove that a speed-only rewrite of the core changes no bit of the
 results: record trajectories with the old code, then check them with the new::
 
-    git stash; python benchmarks/bit_identity.py --record /tmp/before.npz; git stash pop
-    python benchmarks/bit_identity.py --check /tmp/before.npz
+    git stash; python -m benchmarks.bit_identity --record /tmp/before.npz; git stash pop
+    python -m benchmarks.bit_identity --check /tmp/before.npz
 
 Every configuration runs 40 jitted, donated steps (update + apply_updates) and
 3 eager steps on a 3-leaf tree of fixed pseudo-random gradients, in float32
@@ -14,8 +14,6 @@ and float64; parameters and every state leaf are recorded after each run.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import jax
 
@@ -25,7 +23,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import adamod_optax as ao  # noqa: E402
 
 

@@ -3,20 +3,19 @@
 A thin dispatcher: each task lives in its own module next to this file and is
 imported only when asked for.
 
-  python benchmarks/convergence.py fmnist      [--smoke] [--epochs N] [--seeds K] [--out DIR]
-  python benchmarks/convergence.py fmnist-b3   [--smoke] [--epochs N] [--seeds K] [--out DIR]
-  python benchmarks/convergence.py fmnist-family [--smoke] [--epochs N] [--seeds K] [--out DIR]
+  python -m benchmarks.convergence fmnist      [--smoke] [--epochs N] [--seeds K] [--out DIR]
+  python -m benchmarks.convergence fmnist-b3   [--smoke] [--epochs N] [--seeds K] [--out DIR]
+  python -m benchmarks.convergence fmnist-family [--smoke] [--epochs N] [--seeds K] [--out DIR]
 
-  python benchmarks/convergence.py transformer [--size laptop|full] [--seeds 0,1,2] [--out DIR]
+  python -m benchmarks.convergence transformer [--size laptop|full] [--seeds 0,1,2] [--out DIR]
 
-``python benchmarks/convergence.py TASK --help`` lists a task's options.
+``python -m benchmarks.convergence TASK --help`` lists a task's options.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
 
 # task name -> (module in benchmarks/, function taking argv)
@@ -34,13 +33,8 @@ def main(argv=None) -> int:
         print(__doc__.strip())
         print("\ntasks: " + ", ".join(TASKS))
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    here = os.path.dirname(os.path.abspath(__file__))
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    if importlib.util.find_spec("adamod_optax") is None:  # a source checkout, not installed
-        sys.path.insert(0, os.path.dirname(here))
     module, fn = TASKS[argv[0]]
-    getattr(importlib.import_module(module), fn)(argv[1:])
+    getattr(importlib.import_module(f"benchmarks.{module}"), fn)(argv[1:])
     return 0
 
 

@@ -14,7 +14,7 @@ order) as one ``jax.jit(jax.vmap(...))`` call; final test accuracy is reported
 as median (mean +- sample std). Results go to ``docs/results/`` as JSON, a
 Markdown table and a PNG.
 
-Run through the CLI (``python benchmarks/convergence.py fmnist --help``);
+Run through the CLI (``python -m benchmarks.convergence fmnist --help``);
 ``--smoke`` (or ``CI=true`` / ``ADAMOD_SMOKE=1``) shrinks everything to a few
 seconds. Needs ``sudo apt-get install -y dataset-fashion-mnist``.
 """
@@ -26,7 +26,6 @@ import itertools
 import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -37,10 +36,8 @@ import numpy as np
 import optax
 
 import adamod_optax
-from adamod_optax.datasets import DatasetNotFoundError, load_fashion_mnist
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _smoke import smoke_requested
+from benchmarks.datasets import DatasetNotFoundError, load_fashion_mnist
+from benchmarks.smoke import smoke_requested
 
 LEARNING_RATES = (0.1, 0.01, 0.001)
 B3_VALUES = (0.9, 0.99, 0.999, 0.9999)

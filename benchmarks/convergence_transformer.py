@@ -13,7 +13,7 @@ Sizes: ``laptop`` is the demo's default (6 layers, d=128, 300 steps);
 ``full`` trains 1000 steps with 128-character contexts. ``CI=true`` or
 ``SMOKE=1`` shrinks everything to seconds.
 
-    python benchmarks/convergence.py transformer --size full --seeds 0,1,2
+    python -m benchmarks.convergence transformer --size full --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -26,13 +26,9 @@ import platform
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from adamod_optax import _charlm
-from adamod_optax.demo import format_table
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _smoke import smoke_requested
+from benchmarks import charlm as _charlm
+from benchmarks.report import format_table
+from benchmarks.smoke import smoke_requested
 
 SIZES = {
     "laptop": _charlm.Config(),

@@ -4,7 +4,7 @@ A weight decay given as a schedule cannot be checked for 0 at construction, so
 ``weight_decay=lambda c: 0.0`` forces the old ``g + 0 * theta`` path. CPU, 1e7 float32
 params, jitted donated step, 7 repetitions of 5 steps, median ms and ratio to optax.adamw.
 
-    python benchmarks/diffgrad_wd_skip.py
+    python -m benchmarks.diffgrad_wd_skip
 """
 
 import time

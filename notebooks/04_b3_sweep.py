@@ -22,7 +22,7 @@
 # default), 0.01 and 0.1 (where notebook 03 found both Adam and AdaMod failing), Adam beside
 # it, three seeds.
 #
-# `python benchmarks/convergence.py fmnist-b3` runs the same sweep and writes
+# `python -m benchmarks.convergence fmnist-b3` runs the same sweep and writes
 # `docs/results/fmnist_b3.{json,md,png}`.
 #
 # Data: `sudo apt-get install -y dataset-fashion-mnist`. Smoke mode (`CI=true` or
@@ -32,16 +32,11 @@
 # requires-data: fashion-mnist
 import json
 import pathlib
-import sys
 
-for _p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:
-    if (_p / "benchmarks" / "convergence_fmnist.py").is_file():
-        sys.path[:0] = [str(_p), str(_p / "benchmarks")]
-        break
-
-import convergence_fmnist as cf
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
+
+from benchmarks import convergence_fmnist as cf
 
 SMOKE, EPOCHS, SEEDS, data = cf.notebook_setup()
 LEARNING_RATES = (0.001,) if SMOKE else cf.B3_LEARNING_RATES
@@ -75,7 +70,7 @@ if published.is_file():
     cf.plot_b3(full["results"], title="committed full run")
     plt.show()
 else:
-    print(f"no published run at {published}; run `python benchmarks/convergence.py fmnist-b3`")
+    print(f"no published run at {published}; run `python -m benchmarks.convergence fmnist-b3`")
 
 # %% [markdown]
 # ## What the full run shows
@@ -113,7 +108,7 @@ else:
 #
 # The same sweep on notebook 02's experiment: the post-LN character Transformer on
 # Shakespeare at learning rate 0.01 with no warmup, Adam beside AdaMod at each b3, three seeds
-# (`python benchmarks/convergence.py transformer --b3-sweep` writes
+# (`python -m benchmarks.convergence transformer --b3-sweep` writes
 # `docs/results/transformer_b3_laptop.{json,md,png}`). Here b3 sets how long AdaMod's
 # implicit warmup lasts compared with the 300 training steps: 10, 100, 1,000 and 10,000 steps.
 #
@@ -121,11 +116,11 @@ else:
 # Smoke mode: the 2-layer, 12-step configuration, one seed.
 
 # %%
-import _smoke
 from IPython.display import Image
 
-from adamod_optax import _charlm
-from adamod_optax.demo import format_table
+from benchmarks import charlm as _charlm
+from benchmarks import smoke as _smoke
+from benchmarks.report import format_table
 
 try:
     text = _charlm.load_shakespeare()
@@ -153,7 +148,7 @@ if tpub.is_file():
         display(Image(str(tpub.with_suffix(".png"))))
 else:
     print(f"no published run at {tpub}; "
-          "run `python benchmarks/convergence.py transformer --b3-sweep`")
+          "run `python -m benchmarks.convergence transformer --b3-sweep`")
 
 # %% [markdown]
 # ### What the committed Transformer sweep shows

@@ -28,7 +28,7 @@
 # learning rates 0.1, 0.01 and 0.001, each at its default hyperparameters, with Adam as the
 # baseline.
 #
-# `python benchmarks/convergence.py fmnist-family` runs the same grid and writes
+# `python -m benchmarks.convergence fmnist-family` runs the same grid and writes
 # `docs/results/fmnist_family.{json,md,png}`.
 #
 # Data: `sudo apt-get install -y dataset-fashion-mnist`. Smoke mode (`CI=true` or
@@ -39,16 +39,11 @@
 # requires-data: fashion-mnist
 import json
 import pathlib
-import sys
 
-for _p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:
-    if (_p / "benchmarks" / "convergence_fmnist.py").is_file():
-        sys.path[:0] = [str(_p), str(_p / "benchmarks")]
-        break
-
-import convergence_fmnist as cf
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
+
+from benchmarks import convergence_fmnist as cf
 
 SMOKE, EPOCHS, SEEDS, data = cf.notebook_setup()
 LEARNING_RATES = (0.1, 0.001) if SMOKE else cf.LEARNING_RATES
@@ -93,7 +88,7 @@ if published.is_file():
     plt.show()
 else:
     print(f"no published run at {published}; "
-          "run `python benchmarks/convergence.py fmnist-family`")
+          "run `python -m benchmarks.convergence fmnist-family`")
 
 # %% [markdown]
 # ## What the full run shows

@@ -8,144 +8,42 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from reference import AdaModPaper, AdaModReleased
 
 import adamod_optax as ao
-
-TOL = 1e-9  # relative to the parameters' movement
-
-# --- problems: several pytrees and a closed-loop gradient ------------------------------------
-
-
-def _trees():
-    rng = np.random.default_rng(42)
-    return {
-        "dense": {"w": rng.normal(size=(5, 4)), "b": rng.normal(size=(4,))},
-        "nested": {
-            "layer": {"kernel": rng.normal(size=(3, 2, 2)), "scale": np.ones(())},
-            "emb": rng.normal(size=(6, 3)) * 1e-2,
-        },
-        "single": {"x": rng.normal(size=(7,))},
-    }
-
-
-TREES = _trees()
-
-
-def _flat(tree):
-    leaves = jax.tree_util.tree_leaves_with_path(tree)
-    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}
-
-
-def _grad(flat_params, k):
-    """Deterministic closed-loop gradient: a pull towards 0.3, a sin 'noise', some zeros."""
-    out = {}
-    for j, (name, p) in enumerate(sorted(flat_params.items())):
-        idx = np.arange(p.size, dtype=np.float64).reshape(p.shape)
-        noise = np.sin(0.37 * k + 1.3 * idx + j)
-        g = 0.5 * (p - 0.3) + noise * (10.0 ** (j % 3 - 1))
-        g = np.where((idx + k) % 7 == 0, 0.0, g)  # elements with no gradient this step
-        out[name] = g
-    return out
-
-
-def _unflat(flat, like):
-    paths = jax.tree_util.tree_leaves_with_path(like)
-    leaves = [jnp.asarray(flat[jax.tree_util.keystr(k)]) for k, _ in paths]
-    return jax.tree.unflatten(jax.tree.structure(like), leaves)
-
-
-WARMUP_DECAY = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 50, 1000, 1e-4)
-LINEAR_DECAY = optax.linear_schedule(3e-3, 1e-4, 800)
-
-
-def compare_with_reference(
-    tx,
-    ref,
-    lr,
-    *,
-    tree_name="dense",
-    steps=1000,
-    jit=True,
-    weight_decay=0.0,
-    mask=None,
-    ref_kw=None,
-):
-    """Run ``tx`` and the NumPy reference ``ref`` side by side on the closed-loop problem.
-
-    The reference is fed the learning rate the optimizer saw (a schedule evaluated as the step
-    evaluates it, jitted or not). Returns (max deviation relative to the parameters' movement,
-    final params, final reference params).
-    """
-    params0 = jax.tree.map(jnp.asarray, TREES[tree_name])
-
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    step = jax.jit(step) if jit else step
-    sched = (jax.jit(lr) if jit else lr) if callable(lr) else None
-    flat_mask = None
-    if mask is not None:
-        m = mask(params0) if callable(mask) else mask
-        flat_mask = {k: bool(v) for k, v in _flat(m).items()}
-    params, state = params0, tx.init(params0)
-    ref_params = _flat(params0)
-    for k in range(steps):
-        g = _grad(ref_params, k)
-        lr_k = float(sched(jnp.int32(k))) if sched else lr
-        ref_params = ref.step(ref_params, g, lr_k, weight_decay, flat_mask, **(ref_kw or {}))
-        params, state = step(params, state, _unflat(g, params0))
-    dev = 0.0
-    for name, p in _flat(params).items():
-        moved = np.max(np.abs(ref_params[name] - _flat(params0)[name]))
-        assert moved > 0, name
-        dev = max(dev, np.max(np.abs(p - ref_params[name])) / moved)
-    return dev, params, ref_params
-
-
-def _run(
-    tree_name, lr, *, steps, jit, weight_decay=0.0, mask=None, algorithm="released", b3=0.999, **kw
-):
-    """AdaMod against its reference; the max relative deviation."""
-    tx = ao.adamod(lr, b3=b3, weight_decay=weight_decay, mask=mask, algorithm=algorithm, **kw)
-    ref = (AdaModReleased if algorithm == "released" else AdaModPaper)(b3=b3)
-    return compare_with_reference(
-        tx, ref, lr, tree_name=tree_name, steps=steps, jit=jit, weight_decay=weight_decay, mask=mask
-    )[0]
-
-
-def _decay_matrices(params):
-    return jax.tree.map(lambda x: x.ndim >= 2, params)
-
-
-CONFIGS = {  # (a weight-decay schedule is tested in test_weight_decay_schedule)
-    "constant": dict(lr=1e-3),
-    "constant_large_lr_b3_099": dict(lr=3e-2, b3=0.99),
-    "warmup_cosine": dict(lr=WARMUP_DECAY),
-    "linear_decay_wd": dict(lr=LINEAR_DECAY, weight_decay=1e-2),
-    "warmup_wd_mask_fn": dict(lr=WARMUP_DECAY, weight_decay=5e-2, mask=_decay_matrices),
-}
+from tests.helpers import (
+    ADAMOD_CONFIGS,
+    TOL,
+    TREES,
+    WARMUP_DECAY,
+    closed_loop_grad,
+    decay_matrices,
+    flat,
+    run_adamod,
+    unflat,
+)
+from tests.reference import AdaModReleased
 
 
 @pytest.mark.parametrize("algorithm", ["released", "paper"])
 @pytest.mark.parametrize("tree_name", sorted(TREES))
-@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("config", sorted(ADAMOD_CONFIGS))
 def test_matches_reference_1000_steps_jit(config, tree_name, algorithm):
-    assert _run(tree_name, steps=1000, jit=True, algorithm=algorithm, **CONFIGS[config]) <= TOL
+    cfg = ADAMOD_CONFIGS[config]
+    assert run_adamod(tree_name, steps=1000, jit=True, algorithm=algorithm, **cfg) <= TOL
 
 
 @pytest.mark.parametrize("algorithm", ["released", "paper"])
 @pytest.mark.parametrize("config", ["constant", "warmup_wd_mask_fn", "linear_decay_wd"])
 def test_matches_reference_without_jit(config, algorithm):
-    assert _run("dense", steps=150, jit=False, algorithm=algorithm, **CONFIGS[config]) <= TOL
+    cfg = ADAMOD_CONFIGS[config]
+    assert run_adamod("dense", steps=150, jit=False, algorithm=algorithm, **cfg) <= TOL
 
 
 def test_mask_pytree_equals_mask_callable():
     params = jax.tree.map(jnp.asarray, TREES["nested"])
-    mask_tree = _decay_matrices(params)
-    a = _run("nested", lr=1e-2, steps=200, jit=True, weight_decay=0.1, mask=mask_tree)
-    b = _run("nested", lr=1e-2, steps=200, jit=True, weight_decay=0.1, mask=_decay_matrices)
+    mask_tree = decay_matrices(params)
+    a = run_adamod("nested", lr=1e-2, steps=200, jit=True, weight_decay=0.1, mask=mask_tree)
+    b = run_adamod("nested", lr=1e-2, steps=200, jit=True, weight_decay=0.1, mask=decay_matrices)
     assert a <= TOL and b <= TOL
 
 
@@ -159,13 +57,13 @@ def test_weight_decay_schedule():
         lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p))
     )
     wd_jit = jax.jit(wd_sched)
-    params, state, ref_params = params0, tx.init(params0), _flat(params0)
+    params, state, ref_params = params0, tx.init(params0), flat(params0)
     for k in range(700):
-        g = _grad(ref_params, k)
+        g = closed_loop_grad(ref_params, k)
         ref_params = ref.step(ref_params, g, 1e-2, float(wd_jit(jnp.int32(k))))
-        params, state = step(params, state, _unflat(g, params0))
-    for name, p in _flat(params).items():
-        moved = np.max(np.abs(ref_params[name] - _flat(params0)[name]))
+        params, state = step(params, state, unflat(g, params0))
+    for name, p in flat(params).items():
+        moved = np.max(np.abs(ref_params[name] - flat(params0)[name]))
         assert np.max(np.abs(p - ref_params[name])) / moved <= TOL
 
 
@@ -177,12 +75,12 @@ EXACT_SCHEDULE = optax.piecewise_constant_schedule(1e-2, {10: 0.5, 20: 0.25})
 @pytest.mark.parametrize("lr", [1e-2, EXACT_SCHEDULE], ids=["constant", "piecewise"])
 def test_jit_equals_no_jit(lr):
     params = jax.tree.map(jnp.asarray, TREES["nested"])
-    tx = ao.adamod(lr, weight_decay=1e-2, mask=_decay_matrices)
+    tx = ao.adamod(lr, weight_decay=1e-2, mask=decay_matrices)
 
     def run(step):
         p, s = params, tx.init(params)
         for k in range(30):
-            g = _unflat(_grad(_flat(p), k), params)
+            g = unflat(closed_loop_grad(flat(p), k), params)
             p, s = step(p, s, g)
         return p, s
 
@@ -208,7 +106,7 @@ def test_b3_zero_is_adam_released_form():
     adam = optax.chain(ao.scale_by_bounded_adam(WARMUP_DECAY), optax.scale(-1.0))
     s1, s2 = tx.init(params), adam.init(params)
     for k in range(100):
-        g = _unflat(_grad(_flat(params), k), params)
+        g = unflat(closed_loop_grad(flat(params), k), params)
         u1, s1 = tx.update(g, s1, params)
         u2, s2 = adam.update(g, s2, params)
         chex.assert_trees_all_equal(u1, u2)
@@ -221,7 +119,7 @@ def test_paper_b3_zero_is_optax_adam():
     adam = optax.adam(1e-2)
     s1, s2 = tx.init(params), adam.init(params)
     for k in range(100):
-        g = _unflat(_grad(_flat(params), k), params)
+        g = unflat(closed_loop_grad(flat(params), k), params)
         u1, s1 = tx.update(g, s1, params)
         u2, s2 = adam.update(g, s2, params)
         chex.assert_trees_all_close(u1, u2, rtol=1e-12, atol=1e-18)
@@ -249,14 +147,14 @@ def test_bounded_rate_never_exceeds_rate_or_average():
     params = jax.tree.map(jnp.asarray, TREES["single"])
     tx = ao.adamod(WARMUP_DECAY, b3=0.99)
     ref = AdaModReleased(b3=0.99)
-    state, flat = tx.init(params), _flat(params)
+    state, ref_params = tx.init(params), flat(params)
     sched = jax.jit(WARMUP_DECAY)
     update = jax.jit(tx.update)
     for k in range(300):
-        g = _grad(flat, k)
+        g = closed_loop_grad(ref_params, k)
         lr_k = float(sched(jnp.int32(k)))
-        flat = ref.step(flat, g, lr_k)
-        u, state = update(_unflat(g, params), state, params)
+        ref_params = ref.step(ref_params, g, lr_k)
+        u, state = update(unflat(g, params), state, params)
         eta, s = ref.rates(lr_k)
         core = _find(state, ao.ScaleByBoundedAdamState)
         s_pkg = _find(state, ao.ScaleByMomentalBoundState).rate_avg
@@ -275,7 +173,7 @@ def test_len_memory_is_b3(len_memory, b3):
     a, b = ao.adamod(1e-2, len_memory=len_memory), ao.adamod(1e-2, b3=b3)
     sa, sb = a.init(params), b.init(params)
     for k in range(50):
-        g = _unflat(_grad(_flat(params), k), params)
+        g = unflat(closed_loop_grad(flat(params), k), params)
         ua, sa = a.update(g, sa, params)
         ub, sb = b.update(g, sb, params)
         chex.assert_trees_all_close(ua, ub, rtol=1e-14, atol=0)
@@ -294,7 +192,7 @@ def test_learning_rate_inside_the_average():
     p1 = p2 = params
     s1, s2 = tx.init(params), outside.init(params)
     for k in range(60):
-        g = _unflat(_grad(_flat(p1), k), params)
+        g = unflat(closed_loop_grad(flat(p1), k), params)
         u1, s1 = tx.update(g, s1, p1)
         u2, s2 = outside.update(g, s2, p2)
         p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)

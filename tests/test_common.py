@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from optimizers import FAMILY
+
+from tests.helpers import FAMILY
 
 NAMES = sorted(FAMILY)
 

@@ -9,128 +9,45 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from reference import AdaBound, AdaBoundLowerAdaModUpper, DiffGrad, DiffMod
-from test_adamod import (
+
+import adamod_optax as ao
+from tests.helpers import (
+    FAMILY_CONFIGS,
+    FAMILY_OPTIMIZERS,
+    FINAL,
+    GAMMA,
     LINEAR_DECAY,
+    PEAK,
     TOL,
     TREES,
     WARMUP_DECAY,
-    _decay_matrices,
-    _flat,
-    _grad,
-    _unflat,
-    compare_with_reference,
+    closed_loop_grad,
+    decay_matrices,
+    flat,
+    run_family,
+    unflat,
 )
-
-import adamod_optax as ao
-
-# Bounds that bite within 1000 steps on these problems (rates span ~1e-4..1e-2 at lr 1e-3):
-# at t = 1000 they are [0.91, 1.1] * final, so some rates are raised and others cut.
-FINAL, GAMMA = 2e-3, 1e-2
-PEAK = 1e-2  # WARMUP_DECAY's peak, the base_lr a warmup from 0 needs
+from tests.reference import AdaBoundLowerAdaModUpper
 
 
-def _make(name, lr, *, base_lr=None, weight_decay=0.0, mask=None, mode="coupled", version=0):
-    """(optimizer, reference, extra reference step kwargs, base learning rate for the reference)."""
-    if name in ("adabound", "amsbound"):
-        fn = ao.adabound if name == "adabound" else ao.amsbound
-        tx = fn(
-            lr,
-            FINAL,
-            GAMMA,
-            weight_decay=weight_decay,
-            mask=mask,
-            weight_decay_mode=mode,
-            base_lr=base_lr,
-        )
-        return (
-            tx,
-            lambda base: AdaBound(base, FINAL, GAMMA, amsbound=name == "amsbound"),
-            {"decoupled": mode == "decoupled"},
-        )
-    if name == "diffgrad":
-        tx = ao.diffgrad(
-            lr,
-            weight_decay=weight_decay,
-            mask=mask,
-            weight_decay_mode=mode,
-            friction_version=version,
-        )
-        return tx, lambda base: DiffGrad(version=version), {"decoupled": mode == "decoupled"}
-    assert name == "diffmod" and mode == "decoupled"
-    tx = ao.diffmod(lr, b3=0.99, weight_decay=weight_decay, mask=mask, friction_version=version)
-    return tx, lambda base: DiffMod(b3=0.99, version=version), {}
-
-
-def _run(
-    name,
-    lr,
-    *,
-    steps=1000,
-    jit=True,
-    tree="nested",
-    base_lr=None,
-    weight_decay=0.0,
-    mask=None,
-    mode=None,
-    version=0,
-    return_params=False,
-):
-    """Package and reference side by side; max deviation relative to the parameters' movement."""
-    mode = mode or ("decoupled" if name == "diffmod" else "coupled")
-    tx, make_ref, ref_kw = _make(
-        name, lr, base_lr=base_lr, weight_decay=weight_decay, mask=mask, mode=mode, version=version
-    )
-    if base_lr is None:
-        base_lr = (
-            float(jax.jit(lr)(jnp.int32(0)))
-            if callable(lr) and jit
-            else (float(lr(jnp.int32(0))) if callable(lr) else lr)
-        )
-    ref = make_ref(base_lr)
-    dev, params, _ = compare_with_reference(
-        tx,
-        ref,
-        lr,
-        tree_name=tree,
-        steps=steps,
-        jit=jit,
-        weight_decay=weight_decay,
-        mask=mask,
-        ref_kw=ref_kw,
-    )
-    return (params, ref) if return_params else dev
-
-
-CONFIGS = {  # together: constant lr, both schedule kinds, both decay modes, masks
-    "constant": dict(lr=1e-3),
-    "linear_decay_coupled_wd": dict(lr=LINEAR_DECAY, weight_decay=1e-2),  # base_lr = lr(0)
-    "decoupled_wd_mask": dict(lr=3e-3, weight_decay=5e-2, mask=_decay_matrices, mode="decoupled"),
-    "warmup_cosine_base_lr_coupled_wd_mask": dict(
-        lr=WARMUP_DECAY, base_lr=PEAK, weight_decay=5e-2, mask=_decay_matrices
-    ),
-}
-OPTIMIZERS = ["adabound", "amsbound", "diffgrad", "diffmod"]
-
-
-@pytest.mark.parametrize("config", sorted(CONFIGS))
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("config", sorted(FAMILY_CONFIGS))
+@pytest.mark.parametrize("name", FAMILY_OPTIMIZERS)
 def test_matches_reference_1000_steps_jit(name, config):
-    kw = dict(CONFIGS[config])
+    kw = dict(FAMILY_CONFIGS[config])
     if name == "diffmod" and "weight_decay" in kw:
         kw["mode"] = "decoupled"  # DiffMod's decay is AdaMod's decoupled one
-    assert _run(name, **kw) <= TOL
+    assert run_family(name, **kw) <= TOL
 
 
 @pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("name", ["diffgrad", "diffmod"])
 def test_friction_versions_match_reference(name, version):
-    assert _run(name, WARMUP_DECAY, version=version, tree="dense") <= TOL
+    assert run_family(name, WARMUP_DECAY, version=version, tree="dense") <= TOL
 
 
 def test_bounds_are_active_in_the_reference_runs():
     """The AdaBound runs above are not vacuous: both bounds clip some rates at t = 1000."""
-    _params, ref = _run("adabound", 1e-3, return_params=True)
+    _params, ref = run_family("adabound", 1e-3, return_params=True)
     eta_low = eta_high = 0
     t = ref.t
     final = FINAL
@@ -142,18 +59,18 @@ def test_bounds_are_active_in_the_reference_runs():
     assert eta_low > 0 and eta_high > 0, (eta_low, eta_high)
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", FAMILY_OPTIMIZERS)
 def test_matches_reference_without_jit(name):
     mode = "decoupled" if name == "diffmod" else "coupled"
     assert (
-        _run(
+        run_family(
             name,
             LINEAR_DECAY,
             steps=60,
             jit=False,
             weight_decay=1e-2,
             mode=mode,
-            mask=_decay_matrices,
+            mask=decay_matrices,
         )
         <= TOL
     )
@@ -164,19 +81,19 @@ EXACT_SCHEDULE = optax.piecewise_constant_schedule(1e-2, {10: 0.5, 20: 0.25})
 
 
 @pytest.mark.parametrize("lr", [1e-2, EXACT_SCHEDULE], ids=["constant", "piecewise"])
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", FAMILY_OPTIMIZERS)
 def test_jit_equals_no_jit(name, lr):
     mode = "decoupled" if name == "diffmod" else "coupled"
     kw = dict(
         steps=30,
         tree="dense",
         weight_decay=1e-2,
-        mask=_decay_matrices,
+        mask=decay_matrices,
         mode=mode,
         return_params=True,
     )
-    eager, _ = _run(name, lr, jit=False, **kw)
-    jitted, _ = _run(name, lr, jit=True, **kw)
+    eager, _ = run_family(name, lr, jit=False, **kw)
+    jitted, _ = run_family(name, lr, jit=True, **kw)
     chex.assert_trees_all_close(eager, jitted, rtol=1e-13, atol=0)
 
 
@@ -195,18 +112,19 @@ def test_chain_adabound_lower_with_adamod_upper():
     step = jax.jit(
         lambda p, s, g: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(g, s, p))
     )
-    params, state, ref_params = params0, tx.init(params0), _flat(params0)
+    params, state, ref_params = params0, tx.init(params0), flat(params0)
     plain = ao.adamod(1e-3, b3=0.99)  # the same without the lower bound, to show it acts
     p_plain, s_plain = params0, plain.init(params0)
     plain_update = jax.jit(plain.update)
     for k in range(1000):
-        g = _grad(ref_params, k)
+        g = closed_loop_grad(ref_params, k)
         ref_params = ref.step(ref_params, g, 1e-3)
-        params, state = step(params, state, _unflat(g, params0))
-        u, s_plain = plain_update(_unflat(_grad(_flat(p_plain), k), params0), s_plain, p_plain)
+        params, state = step(params, state, unflat(g, params0))
+        g_plain = unflat(closed_loop_grad(flat(p_plain), k), params0)
+        u, s_plain = plain_update(g_plain, s_plain, p_plain)
         p_plain = optax.apply_updates(p_plain, u)
-    for key, p in _flat(params).items():
-        moved = np.max(np.abs(ref_params[key] - _flat(params0)[key]))
+    for key, p in flat(params).items():
+        moved = np.max(np.abs(ref_params[key] - flat(params0)[key]))
         assert np.max(np.abs(p - ref_params[key])) / moved <= TOL
     gap = max(
         float(jnp.max(jnp.abs(a - b)))
@@ -285,7 +203,7 @@ def test_inject_hyperparams_with_base_lr_equals_plain(name):
         state, p, out = tx.init(params), params, []
         step = jax.jit(tx.update)
         for k in range(40):
-            u, state = step(_unflat(_grad(_flat(p), k), params), state, p)
+            u, state = step(unflat(closed_loop_grad(flat(p), k), params), state, p)
             p = optax.apply_updates(p, u)
             out.append(p)
         return out

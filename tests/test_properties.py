@@ -30,10 +30,10 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from optimizers import FAMILY  # noqa: E402
 
 import adamod_optax as ao  # noqa: E402
-from adamod_optax._transforms import ScaleByMomentalBoundState  # noqa: E402
+from adamod_optax import ScaleByMomentalBoundState  # noqa: E402
+from tests.helpers import FAMILY  # noqa: E402
 
 NAMES = sorted(FAMILY)
 DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64]

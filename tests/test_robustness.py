@@ -17,12 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import reference
-from optimizers import FAMILY
 
 import adamod_optax as ao
-from adamod_optax._bounds import ClipByDynamicBoundState
-from adamod_optax._transforms import ScaleByBoundedAdamState
+from adamod_optax import ClipByDynamicBoundState, ScaleByBoundedAdamState
+from tests import reference
+from tests.helpers import FAMILY, LONG_STEPS, long_grads, scan_run
 
 NAMES = sorted(FAMILY)
 INT32_MAX = 2**31 - 1
@@ -164,27 +163,6 @@ def test_apply_if_finite_leaves_params_and_state_untouched(name, bad):
 
 
 # ------------------------------------------------------------------ long runs
-LONG_STEPS = 100_000
-
-
-def _long_grads():
-    rng = np.random.default_rng(7)
-    k = np.arange(LONG_STEPS)[:, None]
-    g = np.cos(1e-3 * k * np.array([1.0, 3.0, 7.0, 0.5])) + 0.3 * rng.normal(size=(LONG_STEPS, 4))
-    g[:, 3] *= 1e-3  # a small-gradient coordinate
-    return g.astype(np.float32).astype(np.float64)  # exactly representable in float32
-
-
-def _scan_run(tx, p0, grads):
-    def body(carry, g):
-        p, s = carry
-        u, s = tx.update(g, s, p)
-        return (optax.apply_updates(p, u), s), None
-
-    (p, s), _ = jax.jit(lambda p, gs: jax.lax.scan(body, (p, tx.init(p)), gs))(p0, grads)
-    return p, s
-
-
 @pytest.mark.parametrize(
     "algorithm, ref_cls", [("released", reference.AdaModReleased), ("paper", reference.AdaModPaper)]
 )
@@ -195,7 +173,7 @@ def test_long_run_matches_float64_reference(algorithm, ref_cls):
     float64 run: 1e-9 relative; float32 run: 2e-4 relative to the distance
     travelled (float32 accumulation of 1e5 steps of size ~1e-3).
     """
-    grads = _long_grads()
+    grads = long_grads()
     p0 = np.array([1.0, -1.0, 0.5, 2.0])
     ref = ref_cls()
     p = {"w": p0.copy()}
@@ -206,7 +184,7 @@ def test_long_run_matches_float64_reference(algorithm, ref_cls):
 
     for dtype, rtol in ((jnp.float64, 1e-9), (jnp.float32, 2e-4)):
         tx = ao.adamod(1e-3, weight_decay=1e-4, algorithm=algorithm)
-        p_jax, state = _scan_run(tx, jnp.asarray(p0, dtype), jnp.asarray(grads, dtype))
+        p_jax, state = scan_run(tx, jnp.asarray(p0, dtype), jnp.asarray(grads, dtype))
         assert p_jax.dtype == dtype and finite(state) and finite(p_jax)
         err = np.abs(np.asarray(p_jax, np.float64) - p_ref)
         assert np.all(err <= rtol * travelled), (dtype, err / travelled)
@@ -215,7 +193,7 @@ def test_long_run_matches_float64_reference(algorithm, ref_cls):
 @pytest.mark.parametrize("name", NAMES)
 def test_long_run_stays_finite(name):
     tx = FAMILY[name]()
-    p, state = _scan_run(tx, jnp.zeros(4, jnp.float32), jnp.asarray(_long_grads(), jnp.float32))
+    p, state = scan_run(tx, jnp.zeros(4, jnp.float32), jnp.asarray(long_grads(), jnp.float32))
     assert finite(p) and finite(state)
     core = find(state, ScaleByBoundedAdamState)[0]
     assert int(core.count) == LONG_STEPS

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 import adamod_optax as ao
-from adamod_optax import _transforms
+from adamod_optax import _core as _transforms
 
 SCHED = optax.linear_schedule(1e-3, 1e-2, 5)
 
@@ -79,7 +79,7 @@ def test_rate_recomputation_is_bit_identical(name, dtype):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_momental_bound_from_new_state_matches_update(dtype, state_dtype):
     tx = ao.scale_by_momental_bound(0.9, dtype=state_dtype)
-    finish = getattr(tx.update, _transforms._BOUND_FROM_NEW_STATE)
+    finish = getattr(tx.update, _transforms.BOUND_FROM_NEW_STATE)
     rng = np.random.default_rng(1)
     rates = {"w": jnp.asarray(rng.uniform(1e-4, 1e-1, size=(11,)), dtype)}
     state = tx.init(rates)

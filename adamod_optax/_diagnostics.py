@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adamod_optax._transforms import ScaleByBoundedAdamState, ScaleByMomentalBoundState
+from adamod_optax._adamod import ScaleByMomentalBoundState
+from adamod_optax._core import ScaleByBoundedAdamState
 
 DEFAULT_QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 1.0)
 

@@ -10,7 +10,7 @@ gzip files in ``/usr/share/datasets/fashion-mnist/``::
 
 Example::
 
-  >>> from adamod_optax.datasets import load_fashion_mnist
+  >>> from benchmarks.datasets import load_fashion_mnist
   >>> data = load_fashion_mnist()                       # doctest: +SKIP
   >>> data.x_train.shape, data.x_train.dtype             # doctest: +SKIP
   ((60000, 28, 28), dtype('uint8'))

@@ -66,7 +66,7 @@ class ScaleByBoundedAdamState(NamedTuple):
 # function ``(rates, old_state, new_state) -> bounded rates`` that returns
 # exactly what ``update(rates, old_state)[0]`` returns. The core then feeds it
 # a second, separately computed copy of the rates; see scale_by_bounded_adam.
-_BOUND_FROM_NEW_STATE = "_adamod_optax_bound_from_new_state"
+BOUND_FROM_NEW_STATE = "_adamod_optax_bound_from_new_state"
 
 # "auto": recompute the rates on the CPU backend only (GPU compilers fuse the
 # two consumers into one kernel); True/False force it (tests, benchmarks).
@@ -77,12 +77,6 @@ def _recompute_rates() -> bool:
     if RECOMPUTE_RATES == "auto":
         return jax.default_backend() == "cpu"
     return bool(RECOMPUTE_RATES)
-
-
-def _ema(decay: Any, old: jax.Array, new: jax.Array, dtype: Any) -> jax.Array:
-    """``decay * old + (1 - decay) * new`` computed in ``dtype``."""
-    decay = _base.scalar(decay, _base.real_dtype(dtype))
-    return decay * old.astype(dtype) + (1 - decay) * new.astype(dtype)
 
 
 def _abs_sq(g: jax.Array) -> jax.Array:
@@ -195,11 +189,11 @@ def scale_by_bounded_adam(
             return _base.compute_dtype(g.dtype, m.dtype, v.dtype)
 
         mu = _base.tree_map(
-            lambda g, m, v: _ema(b1, m, g, leaf_dtype(g, m, v)).astype(m.dtype),
+            lambda g, m, v: _base.ema(b1, m, g, leaf_dtype(g, m, v)).astype(m.dtype),
             updates, state.mu, state.nu,
         )
         nu = _base.tree_map(
-            lambda g, m, v: _ema(
+            lambda g, m, v: _base.ema(
                 b2, v, _abs_sq(g.astype(leaf_dtype(g, m, v))),
                 _base.real_dtype(leaf_dtype(g, m, v)),
             ).astype(v.dtype),
@@ -236,7 +230,7 @@ def scale_by_bounded_adam(
         bounded, rate_state = rate_tx.update(
             rates, state.rate_state, params, **extra_args
         )
-        finish = getattr(rate_tx.update, _BOUND_FROM_NEW_STATE, None)
+        finish = getattr(rate_tx.update, BOUND_FROM_NEW_STATE, None)
         if finish is not None and _recompute_rates():
             # Speed only, bit-identical: the rates have two consumers (the new
             # rate state and the update). XLA:CPU will not duplicate their
@@ -256,84 +250,6 @@ def scale_by_bounded_adam(
             count=count_inc, mu=mu, nu=nu, nu_max=nu_max, rate_state=rate_state
         )
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-class ScaleByMomentalBoundState(NamedTuple):
-    """State of :func:`scale_by_momental_bound`.
-
-    Attributes:
-      rate_avg: ``s_t``, the exponential moving average (decay ``b3``) of the
-        learning rates it has seen, learning-rate schedule included; starts at
-        zero and is not bias corrected. Same tree as the params, real dtype.
-    """
-
-    rate_avg: optax.Updates
-
-
-def scale_by_momental_bound(
-    b3: float = 0.999, *, dtype: Optional[Any] = None
-) -> optax.GradientTransformationExtraArgs:
-    r"""AdaMod's momental bound over per-parameter learning rates.
-
-    This is a *rate transformation*: its inputs are learning rates ``eta_t``
-    (for example from :func:`scale_by_bounded_adam`), not gradients::
-
-      s_t      = b3 s_{t-1} + (1 - b3) eta_t,   s_0 = 0
-      output_t = min(eta_t, s_t)
-
-    Because ``s`` starts at zero the first steps are ``(1 - b3)`` times smaller
-    than Adam's, growing over roughly ``1 / (1 - b3)`` steps: a built-in
-    warmup. ``b3 = 0`` is the identity. The state matters: rebuilding the
-    optimizer every step restarts the bound at zero.
-
-    Args:
-      b3: decay of the rate average, in [0, 1); the memory is about
-        ``1 / (1 - b3)`` steps. ``b3 = 1`` is rejected: it freezes updates at 0.
-      dtype: storage dtype of ``s_t`` (default: the param's real dtype).
-
-    Returns:
-      An ``optax.GradientTransformationExtraArgs`` with state
-      :class:`ScaleByMomentalBoundState`.
-
-    References:
-      Ding, Ren, Luo, Sun: "An Adaptive and Momental Bound Method for
-      Stochastic Learning", arXiv:1910.12249, 2019.
-    """
-    _base.check_decay_rate("b3", b3)
-
-    def init_fn(params: optax.Params) -> ScaleByMomentalBoundState:
-        return ScaleByMomentalBoundState(rate_avg=_base.zeros_like(params, dtype, real=True))
-
-    def update_fn(rates, state, params=None, **extra_args):
-        _base.check_updates(rates, state.rate_avg, "scale_by_momental_bound")
-        del params, extra_args
-
-        def bound(eta, s):
-            dt = _base.compute_dtype(eta.dtype, s.dtype)
-            s_new = _ema(b3, s, eta, dt)
-            return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype), s_new.astype(s.dtype)
-
-        bounded, rate_avg = _base.tree_map2(bound, rates, state.rate_avg)
-        return bounded, ScaleByMomentalBoundState(rate_avg=rate_avg)
-
-    def bound_from_new_state(rates, state, new_state):
-        """``update_fn``'s bounded rates, reading ``s_t`` from ``new_state``.
-
-        Bit-identical to ``update_fn(rates, state)[0]``: where ``s_t`` is
-        stored in its compute dtype the stored value is used, elsewhere (for
-        example bfloat16 storage) it is recomputed from ``state``.
-        """
-
-        def bound(eta, s, s_new):
-            dt = _base.compute_dtype(eta.dtype, s.dtype)
-            if s_new.dtype != dt:
-                s_new = _ema(b3, s, eta, dt)
-            return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype)
-
-        return _base.tree_map(bound, rates, state.rate_avg, new_state.rate_avg)
-
-    setattr(update_fn, _BOUND_FROM_NEW_STATE, bound_from_new_state)
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
@@ -419,3 +335,28 @@ def add_decoupled_weight_decay(
         return optax.masked(tx, mask)
     return tx
 
+
+WeightDecayMode = Literal["coupled", "decoupled"]
+
+
+def with_weight_decay(
+    core: optax.GradientTransformation,
+    *,
+    learning_rate: optax.ScalarOrSchedule,
+    weight_decay: optax.ScalarOrSchedule,
+    mask: Any,
+    mode: WeightDecayMode,
+) -> optax.GradientTransformationExtraArgs:
+    """Weight decay around ``core`` (which includes the lr), then descend.
+
+    Coupled L2 adds ``wd_t * theta`` to the gradient before the core (the
+    decay term with a learning rate of 1); decoupled decay adds
+    ``wd_t * lr_t * theta`` to the core's step, as in AdaMod.
+    """
+    if mode == "coupled":
+        return optax.chain(
+            add_decoupled_weight_decay(weight_decay, 1.0, mask), core, optax.scale(-1.0)
+        )
+    return optax.chain(
+        core, add_decoupled_weight_decay(weight_decay, learning_rate, mask), optax.scale(-1.0)
+    )

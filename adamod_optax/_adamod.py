@@ -1,51 +1,105 @@
-"""Ready-to-use optimizers built as chains of the public building blocks."""
+"""AdaMod: the momental bound and the ready-to-use optimizer."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, NamedTuple, Optional
 
+import jax.numpy as jnp
 import optax
 
 from adamod_optax import _base
-from adamod_optax._transforms import (
+from adamod_optax._core import (
+    BOUND_FROM_NEW_STATE,
     add_decoupled_weight_decay,
     scale_by_bounded_adam,
-    scale_by_momental_bound,
 )
 
 Algorithm = Literal["released", "paper"]
 
-_B3_DEFAULT = 0.999
 
+class ScaleByMomentalBoundState(NamedTuple):
+    """State of :func:`scale_by_momental_bound`.
 
-def resolve_b3(b3: Any, len_memory: Any) -> Any:
-    """``b3``, or ``1 - 1/len_memory`` when ``len_memory`` is given.
-
-    ``len_memory`` may only be combined with ``b3`` left at its default. Under
-    ``optax.inject_hyperparams`` every default arrives as an array, so a
-    concrete ``b3`` equal to the default counts as "left at its default" and a
-    traced one cannot be checked (``len_memory`` wins).
+    Attributes:
+      rate_avg: ``s_t``, the exponential moving average (decay ``b3``) of the
+        learning rates it has seen, learning-rate schedule included; starts at
+        zero and is not bias corrected. Same tree as the params, real dtype.
     """
-    if len_memory is None:
-        return b3
-    _base.check_range("len_memory", len_memory, low=1.0)
-    b3_value = _base.concrete_float(b3)
-    if b3_value is not None and b3_value != _B3_DEFAULT and not (
-        getattr(b3, "dtype", None) is not None
-        and abs(b3_value - _B3_DEFAULT) < 1e-6  # default cast to float32 by inject_hyperparams
-    ):
-        raise ValueError(
-            "give either `b3` or `len_memory` (b3 = 1 - 1/len_memory), not both; "
-            f"got b3={b3!r} and len_memory={len_memory!r}."
-        )
-    return 1.0 - 1.0 / len_memory
+
+    rate_avg: optax.Updates
+
+
+def scale_by_momental_bound(
+    b3: float = 0.999, *, dtype: Optional[Any] = None
+) -> optax.GradientTransformationExtraArgs:
+    r"""AdaMod's momental bound over per-parameter learning rates.
+
+    This is a *rate transformation*: its inputs are learning rates ``eta_t``
+    (for example from :func:`scale_by_bounded_adam`), not gradients::
+
+      s_t      = b3 s_{t-1} + (1 - b3) eta_t,   s_0 = 0
+      output_t = min(eta_t, s_t)
+
+    Because ``s`` starts at zero the first steps are ``(1 - b3)`` times smaller
+    than Adam's, growing over roughly ``1 / (1 - b3)`` steps: a built-in
+    warmup. ``b3 = 0`` is the identity. The state matters: rebuilding the
+    optimizer every step restarts the bound at zero.
+
+    Args:
+      b3: decay of the rate average, in [0, 1); the memory is about
+        ``1 / (1 - b3)`` steps. ``b3 = 1`` is rejected: it freezes updates at 0.
+      dtype: storage dtype of ``s_t`` (default: the param's real dtype).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with state
+      :class:`ScaleByMomentalBoundState`.
+
+    References:
+      Ding, Ren, Luo, Sun: "An Adaptive and Momental Bound Method for
+      Stochastic Learning", arXiv:1910.12249, 2019.
+    """
+    _base.check_decay_rate("b3", b3)
+
+    def init_fn(params: optax.Params) -> ScaleByMomentalBoundState:
+        return ScaleByMomentalBoundState(rate_avg=_base.zeros_like(params, dtype, real=True))
+
+    def update_fn(rates, state, params=None, **extra_args):
+        _base.check_updates(rates, state.rate_avg, "scale_by_momental_bound")
+        del params, extra_args
+
+        def bound(eta, s):
+            dt = _base.compute_dtype(eta.dtype, s.dtype)
+            s_new = _base.ema(b3, s, eta, dt)
+            return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype), s_new.astype(s.dtype)
+
+        bounded, rate_avg = _base.tree_map2(bound, rates, state.rate_avg)
+        return bounded, ScaleByMomentalBoundState(rate_avg=rate_avg)
+
+    def bound_from_new_state(rates, state, new_state):
+        """``update_fn``'s bounded rates, reading ``s_t`` from ``new_state``.
+
+        Bit-identical to ``update_fn(rates, state)[0]``: where ``s_t`` is
+        stored in its compute dtype the stored value is used, elsewhere (for
+        example bfloat16 storage) it is recomputed from ``state``.
+        """
+
+        def bound(eta, s, s_new):
+            dt = _base.compute_dtype(eta.dtype, s.dtype)
+            if s_new.dtype != dt:
+                s_new = _base.ema(b3, s, eta, dt)
+            return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype)
+
+        return _base.tree_map(bound, rates, state.rate_avg, new_state.rate_avg)
+
+    setattr(update_fn, BOUND_FROM_NEW_STATE, bound_from_new_state)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def adamod(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,
     b2: float = 0.999,
-    b3: float = _B3_DEFAULT,
+    b3: float = _base.B3_DEFAULT,
     eps: float = 1e-8,
     weight_decay: optax.ScalarOrSchedule = 0.0,
     mask: Optional[Any] = None,
@@ -139,7 +193,7 @@ def adamod(
     """
     if algorithm not in ("released", "paper"):
         raise ValueError(f"`algorithm` must be 'released' or 'paper', got {algorithm!r}.")
-    b3 = resolve_b3(b3, len_memory)
+    b3 = _base.resolve_b3(b3, len_memory)
     return optax.chain(
         scale_by_bounded_adam(
             learning_rate,

@@ -3,18 +3,14 @@ CLI writes its JSON, table and figure. Skipped when the data set is not installe
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-from adamod_optax import datasets
+from benchmarks import convergence, datasets
+from benchmarks import convergence_fmnist as cf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-
-import convergence  # noqa: E402
-import convergence_fmnist as cf  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _MISSING = datasets.missing_fashion_mnist()
 needs_data = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")

@@ -5,7 +5,7 @@ import gzip
 import numpy as np
 import pytest
 
-from adamod_optax import datasets
+from benchmarks import datasets
 
 
 def _write_idx(path, array, *, gz=True, header=None):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
@@ -36,7 +36,7 @@ def test_quick_start_commands_are_in_the_readme():
     quick = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```bash\n(.*?)```", quick, flags=re.S)
     assert len(commands) == 2
-    assert "-m adamod_optax.demo" in commands[0] and "-m pytest" in commands[1]
+    assert "-m benchmarks.demo" in commands[0] and "-m pytest" in commands[1]
 
 
 _PLACEHOLDER = re.compile(
