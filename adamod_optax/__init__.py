@@ -9,8 +9,13 @@ from adamod_optax._adabound import (
 from adamod_optax._adamod import ScaleByMomentalBoundState, adamod, scale_by_momental_bound
 from adamod_optax._core import (
     AddDecoupledWeightDecayState,
+    BoundStep,
+    FastPath,
+    RateBound,
     ScaleByBoundedAdamState,
     add_decoupled_weight_decay,
+    chain_bounds,
+    rate_bound,
     scale_by_bounded_adam,
 )
 from adamod_optax._diagnostics import (
@@ -24,8 +29,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddDecoupledWeightDecayState",
+    "BoundStep",
     "ClipByDynamicBoundState",
+    "FastPath",
     "LearningRateSummary",
+    "RateBound",
     "ScaleByBoundedAdamState",
     "ScaleByMomentalBoundState",
     "WithFrictionState",
@@ -34,11 +42,13 @@ __all__ = [
     "adamod",
     "add_decoupled_weight_decay",
     "amsbound",
+    "chain_bounds",
     "clip_by_dynamic_bound",
     "diffgrad",
     "diffmod",
     "effective_learning_rates",
     "learning_rate_summary",
+    "rate_bound",
     "scale_by_bounded_adam",
     "scale_by_momental_bound",
     "with_friction",

@@ -11,7 +11,11 @@ import optax
 
 from adamod_optax import _base
 from adamod_optax._core import (
+    BoundStep,
+    FastPath,
+    RateBound,
     WeightDecayMode,
+    rate_bound,
     scale_by_bounded_adam,
     with_weight_decay,
 )
@@ -58,7 +62,7 @@ def clip_by_dynamic_bound(
     base_lr: Optional[float] = None,
     lower: bool = True,
     upper: bool = True,
-) -> optax.GradientTransformationExtraArgs:
+) -> RateBound:
     r"""AdaBound's dynamic bound over per-parameter learning rates.
 
     This is a *rate transformation*: its inputs are learning rates ``eta_t``
@@ -105,8 +109,9 @@ def clip_by_dynamic_bound(
       upper: apply the upper bound.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with state
-      :class:`ClipByDynamicBoundState`.
+      A :class:`RateBound` (an ``optax.GradientTransformationExtraArgs``) with
+      state :class:`ClipByDynamicBoundState`. Chain it with other bounds by
+      :func:`chain_bounds` to keep the core's fast path.
 
     Raises:
       ValueError: for ``gamma <= 0``, negative ``final_lr``, ``base_lr <= 0``,
@@ -142,7 +147,7 @@ def clip_by_dynamic_bound(
         del params
         return ClipByDynamicBoundState(count=jnp.zeros([], jnp.int32))
 
-    def update_fn(rates, state, params=None, **extra_args):
+    def split_fn(state, params=None, **extra_args):
         del params, extra_args
         lr = _base.at_count(learning_rate, state.count)
         base = (
@@ -168,9 +173,14 @@ def clip_by_dynamic_bound(
                 out = jnp.minimum(out, final * (1 + 1 / gt))
             return out
 
-        return _base.tree_map(clip, rates), ClipByDynamicBoundState(count=count_inc)
+        return BoundStep(
+            arrays=(),
+            bound=lambda eta: (clip(eta), ()),
+            bound_from_new=lambda eta, old, new: clip(eta),
+            finish=lambda new: ClipByDynamicBoundState(count=count_inc),
+        )
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return rate_bound(init_fn, split_fn, name="clip_by_dynamic_bound")
 
 
 def _bound_family(
@@ -188,6 +198,7 @@ def _bound_family(
     base_lr: Optional[float],
     mu_dtype: Any,
     nu_dtype: Any,
+    fast_path: FastPath,
 ) -> optax.GradientTransformationExtraArgs:
     _base.check_weight_decay_mode(weight_decay_mode)
     core = scale_by_bounded_adam(
@@ -201,6 +212,7 @@ def _bound_family(
         amsgrad=amsgrad,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        fast_path=fast_path,
     )
     return with_weight_decay(
         core, learning_rate=learning_rate, weight_decay=weight_decay, mask=mask,
@@ -222,6 +234,7 @@ def adabound(
     base_lr: Optional[float] = None,
     mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdaBound: Adam whose per-parameter learning rates are clipped to bounds
     that converge to an SGD learning rate.
@@ -275,6 +288,8 @@ def adabound(
         ``learning_rate`` at count 0.
       mu_dtype: storage dtype of the first moment.
       nu_dtype: storage dtype of the second moment.
+      fast_path: how the step is compiled (``"auto"``, ``"recompute"`` or
+        ``"plain"``; same bits), see :func:`scale_by_bounded_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -305,7 +320,7 @@ def adabound(
     return _bound_family(
         learning_rate, amsgrad=False, final_lr=final_lr, gamma=gamma, b1=b1, b2=b2, eps=eps,
         weight_decay=weight_decay, mask=mask, weight_decay_mode=weight_decay_mode,
-        base_lr=base_lr, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+        base_lr=base_lr, mu_dtype=mu_dtype, nu_dtype=nu_dtype, fast_path=fast_path,
     )
 
 
@@ -323,6 +338,7 @@ def amsbound(
     base_lr: Optional[float] = None,
     mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""AMSBound: :func:`adabound` with AMSGrad's running maximum of ``v_t``.
 
@@ -351,5 +367,5 @@ def amsbound(
     return _bound_family(
         learning_rate, amsgrad=True, final_lr=final_lr, gamma=gamma, b1=b1, b2=b2, eps=eps,
         weight_decay=weight_decay, mask=mask, weight_decay_mode=weight_decay_mode,
-        base_lr=base_lr, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+        base_lr=base_lr, mu_dtype=mu_dtype, nu_dtype=nu_dtype, fast_path=fast_path,
     )

@@ -9,8 +9,11 @@ import optax
 
 from adamod_optax import _base
 from adamod_optax._core import (
-    BOUND_FROM_NEW_STATE,
+    BoundStep,
+    FastPath,
+    RateBound,
     add_decoupled_weight_decay,
+    rate_bound,
     scale_by_bounded_adam,
 )
 
@@ -29,9 +32,7 @@ class ScaleByMomentalBoundState(NamedTuple):
     rate_avg: optax.Updates
 
 
-def scale_by_momental_bound(
-    b3: float = 0.999, *, dtype: Optional[Any] = None
-) -> optax.GradientTransformationExtraArgs:
+def scale_by_momental_bound(b3: float = 0.999, *, dtype: Optional[Any] = None) -> RateBound:
     r"""AdaMod's momental bound over per-parameter learning rates.
 
     This is a *rate transformation*: its inputs are learning rates ``eta_t``
@@ -51,8 +52,9 @@ def scale_by_momental_bound(
       dtype: storage dtype of ``s_t`` (default: the param's real dtype).
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with state
-      :class:`ScaleByMomentalBoundState`.
+      A :class:`RateBound` (an ``optax.GradientTransformationExtraArgs``) with
+      state :class:`ScaleByMomentalBoundState`. Chain it with other bounds by
+      :func:`chain_bounds` to keep the core's fast path.
 
     References:
       Ding, Ren, Luo, Sun: "An Adaptive and Momental Bound Method for
@@ -63,36 +65,31 @@ def scale_by_momental_bound(
     def init_fn(params: optax.Params) -> ScaleByMomentalBoundState:
         return ScaleByMomentalBoundState(rate_avg=_base.zeros_like(params, dtype, real=True))
 
-    def update_fn(rates, state, params=None, **extra_args):
-        _base.check_updates(rates, state.rate_avg, "scale_by_momental_bound")
-        del params, extra_args
+    def bound(eta, s):
+        dt = _base.compute_dtype(eta.dtype, s.dtype)
+        s_new = _base.ema(b3, s, eta, dt)
+        return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype), (s_new.astype(s.dtype),)
 
-        def bound(eta, s):
-            dt = _base.compute_dtype(eta.dtype, s.dtype)
+    def bound_from_new(eta, old, new):
+        # Reads s_t from the new state where it is stored in its compute dtype
+        # (bit-identical); elsewhere (for example bfloat16 storage) recomputes
+        # it from the old state.
+        (s,), (s_new,) = old, new
+        dt = _base.compute_dtype(eta.dtype, s.dtype)
+        if s_new.dtype != dt:
             s_new = _base.ema(b3, s, eta, dt)
-            return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype), s_new.astype(s.dtype)
+        return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype)
 
-        bounded, rate_avg = _base.tree_map2(bound, rates, state.rate_avg)
-        return bounded, ScaleByMomentalBoundState(rate_avg=rate_avg)
+    def split_fn(state, params=None, **extra_args):
+        del params, extra_args
+        return BoundStep(
+            arrays=(state.rate_avg,),
+            bound=bound,
+            bound_from_new=bound_from_new,
+            finish=lambda new: ScaleByMomentalBoundState(rate_avg=new[0]),
+        )
 
-    def bound_from_new_state(rates, state, new_state):
-        """``update_fn``'s bounded rates, reading ``s_t`` from ``new_state``.
-
-        Bit-identical to ``update_fn(rates, state)[0]``: where ``s_t`` is
-        stored in its compute dtype the stored value is used, elsewhere (for
-        example bfloat16 storage) it is recomputed from ``state``.
-        """
-
-        def bound(eta, s, s_new):
-            dt = _base.compute_dtype(eta.dtype, s.dtype)
-            if s_new.dtype != dt:
-                s_new = _base.ema(b3, s, eta, dt)
-            return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype)
-
-        return _base.tree_map(bound, rates, state.rate_avg, new_state.rate_avg)
-
-    setattr(update_fn, BOUND_FROM_NEW_STATE, bound_from_new_state)
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return rate_bound(init_fn, split_fn, name="scale_by_momental_bound")
 
 
 def adamod(
@@ -108,6 +105,7 @@ def adamod(
     algorithm: Algorithm = "released",
     mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdaMod: Adam whose per-parameter learning rates are capped by their EMA.
 
@@ -160,6 +158,9 @@ def adamod(
       mu_dtype: storage dtype of the first moment (e.g. ``jnp.bfloat16`` to
         save memory, ``jnp.float32`` for float16 params).
       nu_dtype: storage dtype of the second moment and the rate average.
+      fast_path: how the step is compiled, ``"auto"`` (default),
+        ``"recompute"`` or ``"plain"``; see :func:`scale_by_bounded_adam`.
+        Speed and memory only: the results are the same bits.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -204,6 +205,7 @@ def adamod(
             bias_correction="folded" if algorithm == "released" else "explicit",
             mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
+            fast_path=fast_path,
         ),
         add_decoupled_weight_decay(weight_decay, learning_rate, mask),
         optax.scale(-1.0),

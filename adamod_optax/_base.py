@@ -197,6 +197,15 @@ class _Pair:
         self.first, self.second = first, second
 
 
+class Leaves:
+    """Several results of one leaf; not a pytree, so it stays a leaf."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: tuple[Any, ...]):
+        self.items = items
+
+
 def tree_map2(f: Callable[..., tuple[Any, Any]], tree: Any, *rest: Any) -> tuple[Any, Any]:
     """Like :func:`tree_map` for an ``f`` returning two leaves: two trees back."""
     pairs = tree_map(lambda *xs: _Pair(*f(*xs)), tree, *rest)

@@ -10,23 +10,30 @@ multiplies what comes back by the momentum. Bounds are rate transformations:
 * :func:`scale_by_momental_bound` (AdaMod): ``min(eta_t, EMA_b3(eta)_t)``;
 * :func:`clip_by_dynamic_bound` (AdaBound): ``clip(eta_t, lower_t, upper_t)``.
 
-Because they are ordinary transformations they chain with each other (and
-with optax's own), for example AdaBound's lower bound with AdaMod's upper
-bound::
+The package's bounds are :class:`RateBound` objects: optax transformations
+that also carry their elementwise form, which the core's CPU fast path
+(``fast_path``) needs. They chain with each other by :func:`chain_bounds`,
+for example AdaBound's lower bound with AdaMod's upper bound::
 
-    rate_bound = optax.chain(
+    bound = chain_bounds(
         clip_by_dynamic_bound(1e-3, final_lr=0.1, upper=False),
         scale_by_momental_bound(b3=0.999),
     )
     tx = optax.chain(
-        scale_by_bounded_adam(1e-3, rate_transform=rate_bound),
+        scale_by_bounded_adam(1e-3, rate_transform=bound),
         optax.scale(-1.0),
     )
+
+``optax.chain`` of the same bounds gives the same updates and the same state
+layout, but returns a plain transformation without the elementwise form, so
+the core then runs its plain path (on XLA:CPU one array-sized temporary of
+rates per leaf and step). Any optax transformation over rates works that way.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple, Optional, Union
 
 import chex
 import jax
@@ -61,22 +68,241 @@ class ScaleByBoundedAdamState(NamedTuple):
     rate_state: optax.OptState
 
 
-# Private protocol between the core and its rate transformations (speed only):
-# a rate transformation's ``update`` may carry, under this attribute, a
-# function ``(rates, old_state, new_state) -> bounded rates`` that returns
-# exactly what ``update(rates, old_state)[0]`` returns. The core then feeds it
-# a second, separately computed copy of the rates; see scale_by_bounded_adam.
-BOUND_FROM_NEW_STATE = "_adamod_optax_bound_from_new_state"
+FastPath = Literal["auto", "recompute", "plain"]
+_FAST_PATHS = ("auto", "recompute", "plain")
 
-# "auto": recompute the rates on the CPU backend only (GPU compilers fuse the
-# two consumers into one kernel); True/False force it (tests, benchmarks).
-RECOMPUTE_RATES: Any = "auto"
+# One leaf of a bound's per-parameter state, or of the rates.
+_BoundFn = Callable[..., tuple[jax.Array, tuple[jax.Array, ...]]]
+_BoundFromNewFn = Callable[
+    [jax.Array, tuple[jax.Array, ...], tuple[jax.Array, ...]], jax.Array
+]
 
 
-def _recompute_rates() -> bool:
-    if RECOMPUTE_RATES == "auto":
-        return jax.default_backend() == "cpu"
-    return bool(RECOMPUTE_RATES)
+class BoundStep(NamedTuple):
+    """One step of a :class:`RateBound`, split into elementwise pieces.
+
+    ``RateBound.split(state, params, **extra_args)`` returns it; everything
+    that is not per parameter (counters, schedules) is already evaluated in
+    the closures, so the pieces below are elementwise and can be applied to a
+    leaf or to any slice of a leaf.
+
+    Attributes:
+      arrays: the bound's per-parameter state at the start of the step, a
+        tuple of trees shaped like the params (``()`` for a stateless bound).
+      bound: ``bound(eta, *old) -> (bounded, new)`` for one leaf: the rates
+        ``eta`` and the matching leaves ``old`` of ``arrays`` give the bounded
+        rates (dtype of ``eta``) and the new state leaves (a tuple, dtypes of
+        ``old``).
+      bound_from_new: ``bound_from_new(eta, old, new) -> bounded``, the same
+        bounded rates bit for bit, reading the new state leaves where that is
+        exact. It may read ``old`` only where a new leaf is stored in a
+        narrower dtype than it is computed in.
+      finish: ``finish(new_arrays) -> state``, the bound's new state from the
+        new per-parameter trees (a tuple like ``arrays``).
+    """
+
+    arrays: tuple[optax.Updates, ...]
+    bound: _BoundFn
+    bound_from_new: _BoundFromNewFn
+    finish: Callable[[tuple[optax.Updates, ...]], optax.OptState]
+
+
+SplitFn = Callable[..., BoundStep]
+
+
+class _SplitUpdate:
+    """The ``update`` of a :class:`RateBound`: applies its split leaf by leaf."""
+
+    __slots__ = ("name", "split")
+
+    def __init__(self, split: SplitFn, name: str):
+        self.split, self.name = split, name
+
+    def __call__(
+        self,
+        rates: optax.Updates,
+        state: optax.OptState,
+        params: Optional[optax.Params] = None,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, optax.OptState]:
+        step = self.split(state, params, **extra_args)
+        for tree in step.arrays:
+            _base.check_updates(rates, tree, self.name)
+        bounded, new_arrays = _map_bound(step.bound, rates, step.arrays)
+        return bounded, step.finish(new_arrays)
+
+
+class RateBound(optax.GradientTransformationExtraArgs):
+    """A rate transformation that also describes itself elementwise.
+
+    It is an ordinary ``optax.GradientTransformationExtraArgs`` (``init``,
+    ``update``) whose inputs are learning rates, as every rate transformation
+    of :func:`scale_by_bounded_adam`; in addition its :attr:`split` gives the
+    step as elementwise pieces (a :class:`BoundStep`). The core's fast path
+    (``fast_path="recompute"``) needs them: it recomputes the rates for the
+    update instead of storing them, and bounds them with the *new* state.
+    ``update`` is derived from ``split``, so the plain path and the fast path
+    run the same elementwise code.
+
+    Build one with :func:`rate_bound`; chain several with :func:`chain_bounds`
+    (``optax.chain`` works too but returns a plain transformation, which the
+    core can only run on the plain path).
+    """
+
+    __slots__ = ()
+
+    @property
+    def split(self) -> SplitFn:
+        """``split(state, params=None, **extra_args) -> BoundStep``."""
+        return self.update.split  # type: ignore[attr-defined]
+
+
+def rate_bound(
+    init: optax.TransformInitFn, split: SplitFn, *, name: str = "rate_bound"
+) -> RateBound:
+    """A :class:`RateBound` from its ``init`` and its ``split``.
+
+    Args:
+      init: ``params -> state``, as any optax ``init``.
+      split: ``(state, params=None, **extra_args) -> BoundStep``.
+      name: used in error messages (a rates tree that does not match the
+        state).
+
+    Returns:
+      A :class:`RateBound` whose ``update`` applies ``split``'s ``bound`` leaf
+      by leaf (``None`` leaves and ``optax.MaskedNode`` are left alone).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from adamod_optax import BoundStep, rate_bound
+      >>> cap = rate_bound(  # a stateless bound: rates at most 0.5
+      ...     lambda params: (),
+      ...     lambda state, params=None, **kw: BoundStep(
+      ...         arrays=(),
+      ...         bound=lambda eta: (jnp.minimum(eta, 0.5), ()),
+      ...         bound_from_new=lambda eta, old, new: jnp.minimum(eta, 0.5),
+      ...         finish=lambda new: ()))
+      >>> print(cap.update(jnp.array([0.1, 0.9]), cap.init(None))[0])
+      [0.1 0.5]
+    """
+    return RateBound(init, _SplitUpdate(split, name))
+
+
+def _map_bound(
+    fn: _BoundFn, rates: optax.Updates, arrays: tuple[optax.Updates, ...]
+) -> tuple[optax.Updates, tuple[optax.Updates, ...]]:
+    """``fn`` leaf by leaf: the bounded rates and the tuple of new state trees."""
+    def leaf(eta, *old):
+        bounded, new = fn(eta, *old)
+        return bounded, _base.Leaves(new)
+
+    bounded, new = _base.tree_map2(leaf, rates, *arrays)
+    is_leaves = lambda x: isinstance(x, _base.Leaves)  # noqa: E731
+    new_arrays = tuple(
+        jax.tree.map(lambda t, i=i: t.items[i], new, is_leaf=is_leaves)
+        for i in range(len(arrays))
+    )
+    return bounded, new_arrays
+
+
+def _identity_split(state, params=None, **extra_args):
+    del state, params, extra_args
+    return BoundStep(
+        arrays=(),
+        bound=lambda eta: (eta, ()),
+        bound_from_new=lambda eta, old, new: eta,
+        finish=lambda new: optax.EmptyState(),
+    )
+
+
+def identity_bound() -> RateBound:
+    """No bound: the rates pass unchanged (state ``optax.EmptyState()``)."""
+    return rate_bound(lambda params: optax.EmptyState(), _identity_split, name="identity_bound")
+
+
+def chain_bounds(*bounds: RateBound) -> RateBound:
+    r"""Applies rate bounds one after another, keeping their elementwise form.
+
+    The same as ``optax.chain(*bounds)`` (same updates, and the same state: a
+    tuple of the bounds' states, so checkpoints are interchangeable), but the
+    result is a :class:`RateBound`, so :func:`scale_by_bounded_adam` keeps its
+    fast path. ``bounded = b_k(... b_2(b_1(eta)))``.
+
+    Args:
+      *bounds: :class:`RateBound` objects, for example
+        :func:`scale_by_momental_bound` and :func:`clip_by_dynamic_bound`.
+
+    Returns:
+      A :class:`RateBound` with state ``tuple(b.init(params) for b in bounds)``.
+
+    Raises:
+      TypeError: if a bound is not a :class:`RateBound` (use ``optax.chain``
+        for general transformations; the core then runs its plain path).
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> from adamod_optax import (chain_bounds, clip_by_dynamic_bound,
+      ...     scale_by_bounded_adam, scale_by_momental_bound)
+      >>> bound = chain_bounds(
+      ...     clip_by_dynamic_bound(1e-3, final_lr=0.1, upper=False),
+      ...     scale_by_momental_bound(b3=0.999))
+      >>> tx = optax.chain(
+      ...     scale_by_bounded_adam(1e-3, rate_transform=bound), optax.scale(-1.0))
+      >>> state = tx.init({"w": jnp.zeros(3)})
+    """
+    for b in bounds:
+        if not isinstance(b, RateBound):
+            raise TypeError(
+                "chain_bounds takes RateBound objects (the package's bounds, or "
+                f"rate_bound(...)); got {type(b).__name__}. Chain general "
+                "transformations with optax.chain."
+            )
+
+    def init_fn(params):
+        return tuple(b.init(params) for b in bounds)
+
+    def split_fn(state, params=None, **extra_args):
+        steps = [b.split(s, params, **extra_args) for b, s in zip(bounds, state)]
+        sizes = [len(st.arrays) for st in steps]
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+
+        def parts(xs):
+            return [tuple(xs[a:a + k]) for a, k in zip(starts, sizes)]
+
+        def bound(eta, *old):
+            new = []
+            for st, o in zip(steps, parts(old)):
+                eta, n = st.bound(eta, *o)
+                new.extend(n)
+            return eta, tuple(new)
+
+        def bound_from_new(eta, old, new):
+            for st, o, n in zip(steps, parts(old), parts(new)):
+                eta = st.bound_from_new(eta, o, n)
+            return eta
+
+        def finish(new_arrays):
+            return tuple(st.finish(n) for st, n in zip(steps, parts(new_arrays)))
+
+        return BoundStep(
+            arrays=tuple(a for st in steps for a in st.arrays),
+            bound=bound,
+            bound_from_new=bound_from_new,
+            finish=finish,
+        )
+
+    return rate_bound(init_fn, split_fn, name="chain_bounds")
+
+
+def _resolve_fast_path(fast_path: FastPath, rate_tx: Any) -> str:
+    """The path a step runs: "recompute" or "plain" ("auto" decided here)."""
+    if fast_path == "auto":
+        if not isinstance(rate_tx, RateBound):
+            return "plain"
+        # GPU/TPU compilers fuse the rates' two consumers into one kernel;
+        # XLA:CPU does not (see scale_by_bounded_adam).
+        return "recompute" if jax.default_backend() == "cpu" else "plain"
+    return fast_path
 
 
 def _abs_sq(g: jax.Array) -> jax.Array:
@@ -91,11 +317,12 @@ def scale_by_bounded_adam(
     b2: float = 0.999,
     eps: float = 1e-8,
     *,
-    rate_transform: Optional[optax.GradientTransformation] = None,
+    rate_transform: Optional[Union[RateBound, optax.GradientTransformation]] = None,
     bias_correction: BiasCorrection = "folded",
     amsgrad: bool = False,
     mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adam's moments and per-parameter learning rates, with a pluggable bound.
 
@@ -123,6 +350,24 @@ def scale_by_bounded_adam(
     Moments of float16/bfloat16 leaves are computed in float32 and cast to
     their storage dtype; updates have the dtype of the incoming gradients.
 
+    **Fast path.** The rates have two consumers, the bound's new state and the
+    update. XLA:CPU neither fuses them into one loop nor duplicates the
+    rates' sqrt and divide into both, so it writes the rates to a fresh
+    array-sized temporary every step (2-2.5x slower on large leaves, and
+    one more array of memory). ``fast_path="recompute"`` computes the rates a
+    second time for the update, from an ``optimization_barrier``-ed copy of
+    ``v_t`` that CSE cannot merge with the first, and bounds them with the
+    bound's *new* state (:attr:`BoundStep.bound_from_new`), so the update
+    loop reads it instead of the donated old state. Results are bit-identical
+    to ``fast_path="plain"`` (the straightforward form); only the compiled
+    program differs. It needs the bound's elementwise form, so
+    ``rate_transform`` must be a :class:`RateBound` (the package's bounds,
+    :func:`chain_bounds` of them, or ``None``). ``"auto"`` takes
+    ``"recompute"`` on the CPU backend for a :class:`RateBound` and
+    ``"plain"`` otherwise (GPU compilers fuse both consumers into one kernel;
+    a general transformation, such as an ``optax.chain`` of bounds, has no
+    elementwise form). The choice is made when the update is traced.
+
     Args:
       learning_rate: a float or an optax schedule ``count -> lr`` (update ``k``,
         0-based, uses ``learning_rate(k)``).
@@ -130,15 +375,22 @@ def scale_by_bounded_adam(
       b2: decay of the second moment, in [0, 1).
       eps: added to ``sqrt(v_t)`` (or ``sqrt(v_hat_t)``), >= 0.
       rate_transform: a transformation over learning rates, for example
-        :func:`scale_by_momental_bound` or :func:`clip_by_dynamic_bound`.
+        :func:`scale_by_momental_bound`, :func:`clip_by_dynamic_bound`, their
+        :func:`chain_bounds`, or any optax transformation (plain path only).
       bias_correction: ``"folded"`` or ``"explicit"``, see above.
       amsgrad: keep the running maximum of ``v_t`` and use it for the rates.
       mu_dtype: storage dtype of ``m_t`` (default: the param's dtype).
       nu_dtype: storage dtype of ``v_t`` (default: the param's real dtype).
+      fast_path: ``"auto"``, ``"recompute"`` or ``"plain"``, see above. Speed
+        and memory only: every choice gives the same bits.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state
       :class:`ScaleByBoundedAdamState`.
+
+    Raises:
+      ValueError: for an unknown ``fast_path``, or ``"recompute"`` with a
+        ``rate_transform`` that is not a :class:`RateBound`.
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -160,11 +412,20 @@ def scale_by_bounded_adam(
         raise ValueError(
             f"`bias_correction` must be 'folded' or 'explicit', got {bias_correction!r}."
         )
+    if fast_path not in _FAST_PATHS:
+        raise ValueError(f"`fast_path` must be one of {_FAST_PATHS}, got {fast_path!r}.")
+    if rate_transform is None:
+        rate_transform = identity_bound()
+    if fast_path == "recompute" and not isinstance(rate_transform, RateBound):
+        raise ValueError(
+            "fast_path='recompute' needs a RateBound as `rate_transform` (the "
+            "package's bounds, chain_bounds(...) of them, or None); got a "
+            f"{type(rate_transform).__name__}, which only runs on the plain path. "
+            "Chain bounds with adamod_optax.chain_bounds instead of optax.chain."
+        )
     eps_value = _base.concrete_float(eps)
     eps_positive = eps_value is not None and eps_value > 0
-    rate_tx = optax.with_extra_args_support(
-        optax.identity() if rate_transform is None else rate_transform
-    )
+    rate_tx = optax.with_extra_args_support(rate_transform)
 
     def init_fn(params: optax.Params) -> ScaleByBoundedAdamState:
         return ScaleByBoundedAdamState(
@@ -227,22 +488,30 @@ def scale_by_bounded_adam(
             return lr_t / nonzero(jnp.sqrt(v / bc2) + eps_), m.astype(dt) / bc1
 
         rates, directions = _base.tree_map2(rate_and_direction, updates, mu, nu_for_rate)
-        bounded, rate_state = rate_tx.update(
-            rates, state.rate_state, params, **extra_args
-        )
-        finish = getattr(rate_tx.update, BOUND_FROM_NEW_STATE, None)
-        if finish is not None and _recompute_rates():
-            # Speed only, bit-identical: the rates have two consumers (the new
-            # rate state and the update). XLA:CPU will not duplicate their
-            # sqrt/divide into both loops and writes them to a fresh temporary
-            # every step (2.5x slower on large leaves). Recompute them for the
-            # update from an optimization_barrier'd copy of v, which CSE cannot
-            # merge with the first, and bound them with the *new* rate state so
-            # that the update loop reads it instead of re-deriving it from the
-            # old state (which would force a copy of the donated old state).
+        path = _resolve_fast_path(fast_path, rate_transform)
+        step = None
+        if path != "plain":
+            step = rate_transform.split(state.rate_state, params, **extra_args)
+        if step is None or not step.arrays:
+            # A bound without per-parameter state: the rates have one consumer
+            # (the update) and there is nothing to recompute.
+            bounded, rate_state = rate_tx.update(
+                rates, state.rate_state, params, **extra_args
+            )
+        else:
+            # Speed only, bit-identical (see "Fast path" above): the rates
+            # feed the bound's new state here; the update gets a second copy
+            # computed from a barrier'd v, bounded with the *new* state.
+            _, new_arrays = _map_bound(step.bound, rates, step.arrays)
+            rate_state = step.finish(new_arrays)
             nu_b = jax.tree.map(jax.lax.optimization_barrier, nu_for_rate)
             rates_b, _ = _base.tree_map2(rate_and_direction, updates, mu, nu_b)
-            bounded = finish(rates_b, state.rate_state, rate_state)
+            bounded = _base.tree_map(
+                lambda eta, *arrays: step.bound_from_new(
+                    eta, arrays[: len(new_arrays)], arrays[len(new_arrays):]
+                ),
+                rates_b, *step.arrays, *new_arrays,
+            )
         new_updates = _base.tree_map(
             lambda g, r, d: (r * d).astype(g.dtype), updates, bounded, directions
         )

@@ -11,6 +11,7 @@ import optax
 from adamod_optax import _base
 from adamod_optax._adamod import scale_by_momental_bound
 from adamod_optax._core import (
+    FastPath,
     WeightDecayMode,
     scale_by_bounded_adam,
     with_weight_decay,
@@ -157,6 +158,7 @@ def diffgrad(
     friction_version: int = 0,
     mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""DiffGrad: Adam with its momentum damped where the gradient barely changes.
 
@@ -191,6 +193,8 @@ def diffgrad(
       friction_version: 0 (DiffGrad), 1 or 2; see :func:`with_friction`.
       mu_dtype: storage dtype of the first moment.
       nu_dtype: storage dtype of the second moment.
+      fast_path: how the step is compiled (``"auto"``, ``"recompute"`` or
+        ``"plain"``; same bits), see :func:`scale_by_bounded_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -219,7 +223,8 @@ def diffgrad(
     _base.check_friction_version(friction_version, "friction_version")
     core = with_friction(
         scale_by_bounded_adam(
-            learning_rate, b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+            learning_rate, b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+            fast_path=fast_path,
         ),
         friction_version,
     )
@@ -242,6 +247,7 @@ def diffmod(
     friction_version: int = 0,
     mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""DiffMod: AdaMod's momental bound with DiffGrad's friction after it.
 
@@ -279,6 +285,8 @@ def diffmod(
       friction_version: 0 (default), 1 or 2; see :func:`with_friction`.
       mu_dtype: storage dtype of the first moment.
       nu_dtype: storage dtype of the second moment and the rate average.
+      fast_path: how the step is compiled (``"auto"``, ``"recompute"`` or
+        ``"plain"``; same bits), see :func:`scale_by_bounded_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -314,6 +322,7 @@ def diffmod(
             rate_transform=scale_by_momental_bound(b3, dtype=nu_dtype),
             mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
+            fast_path=fast_path,
         ),
         friction_version,
     )
