@@ -14,6 +14,7 @@ Usage::
 
     python -m benchmarks.memory --out bench_out           # 5e7 params
     python -m benchmarks.memory --quick --out bench_quick # 1e7 params
+    python -m benchmarks.memory --tree --out bench_tree   # the 86M, 148-leaf GPT-2-like tree
 
 Linux only (reads /proc/self/status).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -32,7 +34,7 @@ CASES = {
     "optax.adamw": "optax.adamw(1e-3)",
     "adamod": "ao.adamod(1e-3)",
     "adamod bf16 mu/nu": "ao.adamod(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)",
-    "adamod (eta materialised)": "ao.adamod(1e-3)",
+    "adamod (eta materialised)": "ao.adamod(1e-3, fast_path='plain')",
     "adamod (not donated)": "ao.adamod(1e-3)",
 }
 
@@ -45,17 +47,13 @@ def _status_kb(field: str) -> int:
     raise RuntimeError(field)
 
 
-def child(case: str, n: int) -> dict:
+def child(case: str, n: int, tree: bool = False) -> dict:
     """Runs in the fresh process."""
     import jax
     import jax.numpy as jnp
     import optax
 
     import adamod_optax as ao
-    from adamod_optax import _core as _transforms
-
-    if case == "adamod (eta materialised)":
-        _transforms.RECOMPUTE_RATES = False
     tx = eval(CASES[case], {"ao": ao, "optax": optax, "jnp": jnp})
     donate = () if case == "adamod (not donated)" else (0, 1)
 
@@ -63,14 +61,25 @@ def child(case: str, n: int) -> dict:
         u, s = tx.update(g, s, p)
         return optax.apply_updates(p, u), s
 
-    abstract = {"w": jax.ShapeDtypeStruct((n,), jnp.float32)}
+    if tree:
+        from benchmarks.step_time import gpt2_like_shapes
+
+        shapes = gpt2_like_shapes()
+        n = sum(math.prod(s) for s in shapes.values())
+    else:
+        shapes = {"w": (n,)}
+    abstract = {k: jax.ShapeDtypeStruct(s, jnp.float32) for k, s in shapes.items()}
     abstract_state = jax.eval_shape(tx.init, abstract)
     compiled = (
         jax.jit(step, donate_argnums=donate).lower(abstract, abstract_state, abstract).compile()
     )
     init = jax.jit(tx.init).lower(abstract).compile()
-    fill = jax.jit(lambda: {"w": jnp.full((n,), 0.5, jnp.float32)}).lower().compile()
-    grad_fill = jax.jit(lambda: {"w": jnp.full((n,), 1e-3, jnp.float32)}).lower().compile()
+
+    def full(value):
+        return {k: jnp.full(s, value, jnp.float32) for k, s in shapes.items()}
+
+    fill = jax.jit(lambda: full(0.5)).lower().compile()
+    grad_fill = jax.jit(lambda: full(1e-3)).lower().compile()
     base_kb = _status_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
@@ -126,24 +135,28 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n", type=float, help="params (default 5e7, quick 1e7)")
     ap.add_argument("--out", default="bench_out")
+    ap.add_argument("--tree", action="store_true", help="the 86M, 148-leaf GPT-2-like tree")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     n = int(args.n or (1e7 if args.quick else 5e7))
     if args.child:
-        print(json.dumps(child(args.child, n)))
+        print(json.dumps(child(args.child, n, args.tree)))
         return 0
     rows = []
     for case in CASES:
         out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.memory", "--child", case, "--n", str(n)],
+            [sys.executable, "-m", "benchmarks.memory", "--child", case, "--n", str(n)]
+            + (["--tree"] if args.tree else []),
             capture_output=True, text=True, check=True, cwd=ROOT,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(rows[-1], file=sys.stderr)
     sb = state_bytes_table()
     lines = [
-        f"Peak RSS above the post-compile baseline, {n / 1e6:.0f}M float32 params, 10 steps "
-        f"(`python -m benchmarks.memory{' --quick' if args.quick else ''}`):",
+        f"Peak RSS above the post-compile baseline, {rows[0]['n_params'] / 1e6:.0f}M float32 "
+        f"params{' (148-leaf GPT-2-like tree)' if args.tree else ''}, 10 steps "
+        f"(`python -m benchmarks.memory{' --quick' if args.quick else ''}"
+        f"{' --tree' if args.tree else ''}`):",
         "",
         "| step | payload MiB | after init MiB | peak MiB | peak over payload | XLA temp bytes |",
         "|---|---:|---:|---:|---:|---:|",

@@ -58,7 +58,6 @@ import numpy as np
 import optax
 
 import adamod_optax as ao
-from adamod_optax import _core as _transforms
 
 LR = 1e-3
 
@@ -88,6 +87,8 @@ def gpt2_like_shapes(n_layer: int = 12, d: int = 768, vocab: int = 256, ctx: int
 def size_shapes(name: str) -> dict:
     if name == "gpt2":
         return gpt2_like_shapes()
+    if name == "tree10m":  # a small model: 6 blocks of width 384, ~11M params, 76 leaves
+        return gpt2_like_shapes(n_layer=6, d=384)
     return {"w": (int(float(name)),)}
 
 
@@ -101,31 +102,33 @@ def n_params(shapes: dict) -> int:
 
 
 def jax_optimizers(include_family: bool = True, include_ablation: bool = True):
-    """name -> (factory, recompute_rates flag or None)."""
+    """name -> factory of the optimizer."""
     bf16 = jnp.bfloat16
-    out: dict[str, tuple[Callable[[], Any], Any]] = {
-        "optax.adam": (lambda: optax.adam(LR), None),
-        "optax.adamw": (lambda: optax.adamw(LR, weight_decay=1e-4), None),
-        "adamod": (lambda: ao.adamod(LR, weight_decay=1e-4), None),
-        "optax.adamw bf16 mu": (lambda: optax.adamw(LR, weight_decay=1e-4, mu_dtype=bf16), None),
-        "adamod bf16 mu/nu": (
-            lambda: ao.adamod(LR, weight_decay=1e-4, mu_dtype=bf16, nu_dtype=bf16), None
+    out: dict[str, Callable[[], Any]] = {
+        "optax.adam": lambda: optax.adam(LR),
+        "optax.adamw": lambda: optax.adamw(LR, weight_decay=1e-4),
+        "adamod": lambda: ao.adamod(LR, weight_decay=1e-4),
+        "optax.adamw bf16 mu": lambda: optax.adamw(LR, weight_decay=1e-4, mu_dtype=bf16),
+        "adamod bf16 mu/nu": lambda: ao.adamod(
+            LR, weight_decay=1e-4, mu_dtype=bf16, nu_dtype=bf16
         ),
     }
     if include_ablation:
-        out["adamod (eta materialised)"] = (lambda: ao.adamod(LR, weight_decay=1e-4), False)
+        out["adamod (eta materialised)"] = lambda: ao.adamod(
+            LR, weight_decay=1e-4, fast_path="plain"
+        )
     if include_family:
         for name in ("adabound", "amsbound", "diffgrad", "diffmod"):
             fn = getattr(ao, name, None)
             if fn is not None:
-                out[name] = (lambda fn=fn: fn(LR), None)
+                out[name] = lambda fn=fn: fn(LR)
     return out
 
 
 class JaxStep:
     """A compiled, donated step; params are passed around between contenders."""
 
-    def __init__(self, name, tx, params, grads, recompute):
+    def __init__(self, name, tx, params, grads):
         self.name = name
         self.state = tx.init(params)
         leaves = [x for x in jax.tree.leaves(self.state) if getattr(x, "ndim", 0) > 0]
@@ -139,16 +142,10 @@ class JaxStep:
             u, s = tx.update(g, s, p)
             return optax.apply_updates(p, u), s
 
-        old = _transforms.RECOMPUTE_RATES
-        if recompute is not None:
-            _transforms.RECOMPUTE_RATES = recompute
-        try:
-            t0 = time.perf_counter()
-            jitted = jax.jit(step, donate_argnums=(0, 1))
-            self.fn = jitted.lower(params, self.state, grads).compile()
-            self.compile_s = time.perf_counter() - t0
-        finally:
-            _transforms.RECOMPUTE_RATES = old
+        t0 = time.perf_counter()
+        jitted = jax.jit(step, donate_argnums=(0, 1))
+        self.fn = jitted.lower(params, self.state, grads).compile()
+        self.compile_s = time.perf_counter() - t0
         self.grads = grads
 
     def run(self, shared, k):
@@ -264,8 +261,8 @@ def bench_size(size, reps, min_time, with_torch, threads, include_family):
     }
     shared = {"jax_params": {k: jnp.zeros(s, jnp.float32) for k, s in shapes.items()}}
     contenders: list[Any] = [StreamStep(n)]
-    for name, (make, recompute) in jax_optimizers(include_family).items():
-        contenders.append(JaxStep(name, make(), shared["jax_params"], grads, recompute))
+    for name, make in jax_optimizers(include_family).items():
+        contenders.append(JaxStep(name, make(), shared["jax_params"], grads))
     torch_version = None
     if with_torch:
         tsteps, torch_version = torch_contenders(shapes, threads)
@@ -423,7 +420,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, few repetitions (~1 min)")
     ap.add_argument("--out", default="bench_out", help="output directory")
-    ap.add_argument("--sizes", nargs="*", help="e.g. 1e6 1e7 5e7 gpt2")
+    ap.add_argument("--sizes", nargs="*", help="e.g. 1e6 1e7 5e7 tree10m gpt2")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-family", action="store_true", help="only adam/adamw/adamod")
