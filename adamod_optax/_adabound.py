@@ -289,7 +289,7 @@ def adabound(
       mu_dtype: storage dtype of the first moment.
       nu_dtype: storage dtype of the second moment.
       fast_path: how the step is compiled (``"auto"``, ``"recompute"`` or
-        ``"plain"``; same bits), see :func:`scale_by_bounded_adam`.
+        ``"plain"``; speed and memory only), see :func:`scale_by_bounded_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

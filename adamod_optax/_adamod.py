@@ -160,7 +160,7 @@ def adamod(
       nu_dtype: storage dtype of the second moment and the rate average.
       fast_path: how the step is compiled, ``"auto"`` (default),
         ``"recompute"`` or ``"plain"``; see :func:`scale_by_bounded_adam`.
-        Speed and memory only: the results are the same bits.
+        Speed and memory only: the same expressions, equal to 1 ulp.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.

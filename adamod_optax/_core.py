@@ -358,9 +358,12 @@ def scale_by_bounded_adam(
     second time for the update, from an ``optimization_barrier``-ed copy of
     ``v_t`` that CSE cannot merge with the first, and bounds them with the
     bound's *new* state (:attr:`BoundStep.bound_from_new`), so the update
-    loop reads it instead of the donated old state. Results are bit-identical
-    to ``fast_path="plain"`` (the straightforward form); only the compiled
-    program differs. It needs the bound's elementwise form, so
+    loop reads it instead of the donated old state. Both programs evaluate the
+    same expressions (``fast_path="plain"`` is the straightforward form); on
+    XLA:CPU they agree bit for bit except where one kernel adds two products
+    (decoupled weight decay, a bfloat16 rate average), where LLVM may fuse a
+    different product into a multiply-add: 1 ulp in a few elements per
+    thousand. It needs the bound's elementwise form, so
     ``rate_transform`` must be a :class:`RateBound` (the package's bounds,
     :func:`chain_bounds` of them, or ``None``). ``"auto"`` takes
     ``"recompute"`` on the CPU backend for a :class:`RateBound` and
@@ -382,7 +385,7 @@ def scale_by_bounded_adam(
       mu_dtype: storage dtype of ``m_t`` (default: the param's dtype).
       nu_dtype: storage dtype of ``v_t`` (default: the param's real dtype).
       fast_path: ``"auto"``, ``"recompute"`` or ``"plain"``, see above. Speed
-        and memory only: every choice gives the same bits.
+        and memory only: the same expressions, equal to 1 ulp.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with state
@@ -528,7 +531,7 @@ def scale_by_bounded_adam(
                 rates, state.rate_state, params, **extra_args
             )
         else:
-            # Speed only, bit-identical (see "Fast path" above): the rates
+            # Speed only, the same expressions (see "Fast path" above): the rates
             # feed the bound's new state here; the update gets a second copy
             # computed from a barrier'd v, bounded with the *new* state.
             _, new_arrays = _map_bound(step.bound, rates, step.arrays)

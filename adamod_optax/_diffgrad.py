@@ -194,7 +194,7 @@ def diffgrad(
       mu_dtype: storage dtype of the first moment.
       nu_dtype: storage dtype of the second moment.
       fast_path: how the step is compiled (``"auto"``, ``"recompute"`` or
-        ``"plain"``; same bits), see :func:`scale_by_bounded_adam`.
+        ``"plain"``; speed and memory only), see :func:`scale_by_bounded_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -286,7 +286,7 @@ def diffmod(
       mu_dtype: storage dtype of the first moment.
       nu_dtype: storage dtype of the second moment and the rate average.
       fast_path: how the step is compiled (``"auto"``, ``"recompute"`` or
-        ``"plain"``; same bits), see :func:`scale_by_bounded_adam`.
+        ``"plain"``; speed and memory only), see :func:`scale_by_bounded_adam`.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
