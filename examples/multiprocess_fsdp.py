@@ -419,8 +419,9 @@ def init_distributed(args: argparse.Namespace) -> None:
         first = text.strip().splitlines()[0][:300] if text.strip() else type(e).__name__
         log(f"ERROR: {why} [after {elapsed:.1f} s; JAX said: {first}]")
         sys.exit(3)
+    args.init_s = time.monotonic() - t0
     log(f"process {jax.process_index()}/{jax.process_count()} joined in "
-        f"{time.monotonic() - t0:.1f} s: {jax.local_device_count()} local of "
+        f"{args.init_s:.1f} s: {jax.local_device_count()} local of "
         f"{jax.device_count()} global devices")
 
 
@@ -472,7 +473,8 @@ def train(args: argparse.Namespace) -> None:
 
     pid, nproc = jax.process_index(), jax.process_count()
     workdir = pathlib.Path(args.workdir).absolute()
-    metrics: dict = {"process": pid, "processes": nproc, "devices": jax.device_count()}
+    metrics: dict = {"process": pid, "processes": nproc, "devices": jax.device_count(),
+                     "init_s": getattr(args, "init_s", None)}
 
     # --- the global mesh: ("data", "fsdp"); batch over both, params over "fsdp" ---------
     n = jax.device_count()
