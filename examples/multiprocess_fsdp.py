@@ -359,10 +359,13 @@ def launch_local(args: argparse.Namespace, argv: list[str]) -> int:
             return 2
     launcher = Launcher(args, strip_launcher_args(argv))
 
-    def on_sigterm(signum, frame):
+    def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    # Explicitly, also for SIGINT: a shell starting us in the background (``cmd &``) makes
+    # Python inherit "ignore SIGINT", and Ctrl-C / kill -INT would do nothing.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         launcher.start(port)
         return launcher.wait()

@@ -14,9 +14,9 @@ What is asserted:
 * (b) 2 processes x 2 devices equal 1 process x 4 devices that also goes through
   ``jax.distributed.initialize(num_processes=1)`` (same gloo collectives) bit for bit.
   A plain run without the distributed runtime on 4 devices is NOT bitwise equal (XLA's
-  in-process all-reduce adds in another order); measured here: 23 of 26 leaves differ, the
-  largest difference over all leaves is 4.6e-7 and over the params 4.6e-7 with params
-  of magnitude up to ~0.9 (rel. 5e-7). The test bounds it at 1e-5;
+  in-process all-reduce adds in another order); measured here after 30 steps: 24 of the
+  26 leaves differ, by at most 4.6e-7 over all leaves (an optimizer-state leaf) and 6.0e-8
+  over the params, whose entries reach 0.82. The test bounds the difference at 1e-5;
 * (c) a process SIGKILLed after the step-20 checkpoint ends the job (the survivor's
   next collective fails at once), and the job restarted from that checkpoint ends bit
   for bit equal to the uninterrupted run;
@@ -238,9 +238,13 @@ def test_plain_in_process_run_differs_only_in_the_last_bits(reference, tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     plain = load_final(tmp_path)
     assert sorted(plain) == sorted(ref)
-    worst = max(float(np.max(np.abs(plain[k].astype(np.float64) - ref[k]))) for k in ref)
+    diff = {k: float(np.max(np.abs(plain[k].astype(np.float64) - ref[k]))) for k in ref}
+    worst = max(diff.values())
+    worst_params = max(v for k, v in diff.items() if k.startswith("['params']"))
     scale = max(float(np.max(np.abs(ref[k]))) for k in ref if k.startswith("['params']"))
-    print(f"plain vs distributed: max |diff| {worst:.3g}, params up to {scale:.3g}")
+    print(f"plain vs distributed: {sum(v > 0 for v in diff.values())} of {len(diff)} leaves "
+          f"differ; max |diff| {worst:.3g} (params: {worst_params:.3g}, params up to "
+          f"{scale:.3g})")
     assert worst < 1e-5, worst
 
 
@@ -375,7 +379,7 @@ def test_ctrl_c_and_job_timeout_end_every_worker(jobs, tmp_path):
         time.sleep(0.1)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    code, out = jobs.finish(proc, logfile)
+    code, out = jobs.finish(proc, logfile, timeout=30)
     assert code == 130 and "interrupted; stopping all workers" in out
     print(f"Ctrl-C: job ended {time.monotonic() - t0:.2f} s after SIGINT")
     assert time.monotonic() - t0 < 5
