@@ -36,7 +36,8 @@ Three ways to run it:
 
 Timeouts (seconds; all given to ``jax.distributed.initialize``):
 
-* ``--init-timeout`` (default 60 with ``--local-processes``, else JAX's 300): how long
+* ``--init-timeout`` (default 60 for local runs, i.e. with ``--local-processes`` or a
+  coordinator on 127.x/localhost, else JAX's 300): how long
   ``initialize`` waits for every process to connect. A peer that never starts ends the
   job after this long.
 * ``--heartbeat-timeout`` (default 10 locally, else JAX's 100): a process that stops
@@ -141,9 +142,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="process 0 pauses the save of this step after every process wrote "
                         "its data and before the commit, and writes WORKDIR/paused_in_save")
     args = p.parse_args(argv)
-    defaults = LOCAL_DEFAULTS if args.local_processes or args.coordinator else CLUSTER_DEFAULTS
-    if args.coordinator and args.coordinator.startswith("127.0.0.1"):
-        defaults = LOCAL_DEFAULTS
+    local = args.local_processes or (args.coordinator or "").startswith(("127.", "localhost"))
+    defaults = LOCAL_DEFAULTS if local else CLUSTER_DEFAULTS
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
