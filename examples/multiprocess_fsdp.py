@@ -595,8 +595,12 @@ def train(args: argparse.Namespace) -> None:
     losses, step_times, saves = {}, [], []
     t_prev = time.perf_counter()
     for k in range(start, args.steps):
-        if k == args.test_die_at_step and pid == args.test_die_process:
+        if k == args.test_die_at_step:
+            # Every process first finishes (commits) the pending checkpoint, so the kill
+            # lands strictly after it; then the chosen process dies.
             manager.wait_until_finished()
+            multihost_utils.sync_global_devices("test-die-after-checkpoint")
+        if k == args.test_die_at_step and pid == args.test_die_process:
             log(f"test hook: process {pid} kills itself (SIGKILL) before step {k} "
                 f"at t={time.time():.3f}")
             os.kill(os.getpid(), signal.SIGKILL)
