@@ -21,6 +21,7 @@ Three ways to run it:
   mistake the machine for a cluster. It relays their output prefixed with ``[pI]`` and
   ends every worker (SIGKILL to its process group) as soon as one fails, on
   ``--job-timeout`` and on Ctrl-C. Run it again with the same ``--workdir`` to resume.
+  A SIGTERM sent to the launcher is forwarded to the workers as a preemption notice.
 
 * **On a cluster** start one worker per host (or per GPU) with your scheduler and no
   ``--local-processes``::
@@ -45,6 +46,11 @@ Timeouts (seconds; all given to ``jax.distributed.initialize``):
   the others, so a job on a cluster without our launcher ends too.
 * ``--shutdown-timeout`` (default 30 locally, else JAX's 300): how long the final barrier
   at exit waits for the slowest process.
+
+Preemption: checkpoints are saved every ``--ckpt-every`` steps and also at the step the
+processes agree on after a preemption notice (SIGTERM, which JAX's preemption notifier
+catches: a worker does not die of it). The workers then exit with code 75; starting the
+job again resumes from that checkpoint.
 
 At the end ``--dump-final`` makes every process gather the full params and optimizer
 state (fully replicated numpy arrays) and write ``WORKDIR/final/process_I.npz``, so runs
@@ -75,6 +81,7 @@ import traceback
 # must call jax.distributed.initialize before anything else touches a JAX backend.
 
 STRIPPED_ENV_PREFIXES = ("SLURM_", "OMPI_", "PMI_", "PMIX_")
+PREEMPTED = 75  # exit code of a worker that saved a checkpoint on a preemption notice
 LOCAL_DEFAULTS = {"init_timeout": 60, "heartbeat_timeout": 10, "shutdown_timeout": 30}
 CLUSTER_DEFAULTS = {"init_timeout": 300, "heartbeat_timeout": 100, "shutdown_timeout": 300}
 
@@ -101,6 +108,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="coordinator port for --local-processes (default: a free one)")
     g.add_argument("--job-timeout", type=float, default=900.0,
                    help="launcher: end all workers after this many seconds (default 900)")
+    g.add_argument("--preempt-grace", type=float, default=60.0,
+                   help="launcher: on SIGTERM, forward it to the workers (a preemption notice) "
+                        "and give them this many seconds to save and exit (default 60)")
     g.add_argument("--coordinator", default=None, help="worker: coordinator HOST:PORT")
     g.add_argument("--coordinator-bind", default=None,
                    help="worker: address the coordinator listens on (process 0 only)")
@@ -212,8 +222,20 @@ class Launcher:
         self.procs: dict[int, subprocess.Popen] = {}
         self.errors: dict[int, list[str]] = {}
         self.last_line: dict[int, str] = {}
+        self.preempt_deadline: float | None = None
+        self.preempt_requested = False
         self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()
+
+    def forward_preemption(self) -> None:
+        """SIGTERM to every worker (JAX's preemption notice), then wait a bounded time."""
+        if self.preempt_deadline is None:
+            self.preempt_deadline = time.monotonic() + self.args.preempt_grace
+            log(f"launcher: SIGTERM: forwarding it to the workers as a preemption notice; "
+                f"waiting up to {self.args.preempt_grace:.0f} s for them to save and exit")
+        for p in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
 
     def _relay(self, pid: int, stream) -> None:
         fatal = None  # lines of a JAX fatal error ("Terminating process because ...")
@@ -295,13 +317,15 @@ class Launcher:
         """Waits for the workers; returns the launcher's exit code (0: all succeeded)."""
         t0 = time.monotonic()
         while True:
+            if self.preempt_requested and self.preempt_deadline is None:
+                self.forward_preemption()
             codes = {i: p.poll() for i, p in self.procs.items()}
-            failed = {i: c for i, c in codes.items() if c not in (None, 0)}
+            failed = {i: c for i, c in codes.items() if c not in (None, 0, PREEMPTED)}
             if failed:
                 elapsed = time.monotonic() - t0
                 time.sleep(0.3)  # let the relay threads print the workers' last words
                 codes = {i: p.poll() for i, p in self.procs.items()}
-                failed = {i: c for i, c in codes.items() if c not in (None, 0)}
+                failed = {i: c for i, c in codes.items() if c not in (None, 0, PREEMPTED)}
                 for i, code in sorted(failed.items()):
                     reason = (self.errors.get(i, [])[-1:] or
                               [f"last output: {self.last_line.get(i, 'none')}"])[0]
@@ -312,12 +336,22 @@ class Launcher:
                 self.stop_all()
                 log(f"launcher: all workers ended {time.monotonic() - t0:.1f} s after start")
                 return 1
-            if all(c == 0 for c in codes.values()):
+            if all(c in (0, PREEMPTED) for c in codes.values()):
                 for t in self.threads:
                     t.join(timeout=2.0)
+                if PREEMPTED in codes.values():
+                    log(f"launcher: job preempted: the workers saved a checkpoint and exited "
+                        f"{time.monotonic() - t0:.1f} s after start; run the same command "
+                        f"again to resume")
+                    return PREEMPTED
                 log(f"launcher: all {len(codes)} workers finished in "
                     f"{time.monotonic() - t0:.1f} s")
                 return 0
+            if self.preempt_deadline is not None and time.monotonic() > self.preempt_deadline:
+                log(f"launcher: JOB FAILED: workers still running {self.args.preempt_grace:.0f} "
+                    f"s after the preemption notice; stopping all workers")
+                self.stop_all()
+                return 1
             if time.monotonic() - t0 > self.args.job_timeout:
                 running = sorted(i for i, c in codes.items() if c is None)
                 log(f"launcher: JOB FAILED: job timeout ({self.args.job_timeout:.0f} s) "
@@ -330,6 +364,7 @@ class Launcher:
 def strip_launcher_args(argv: list[str]) -> list[str]:
     """The command line minus the options that only the launcher uses."""
     drop_with_value = {"--local-processes", "--local-devices", "--port", "--job-timeout",
+                       "--preempt-grace",
                        "--test-never-start", "--init-timeout",
                        "--heartbeat-timeout", "--shutdown-timeout"}
     out, skip = [], False
@@ -365,7 +400,12 @@ def launch_local(args: argparse.Namespace, argv: list[str]) -> int:
     # Explicitly, also for SIGINT: a shell starting us in the background (``cmd &``) makes
     # Python inherit "ignore SIGINT", and Ctrl-C / kill -INT would do nothing.
     signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
+    # SIGTERM is what a scheduler sends ahead of a preemption: pass it on to the workers.
+    # (The handler only sets a flag; the supervision loop does the work.)
+    def preempt(signum, frame):
+        launcher.preempt_requested = True
+
+    signal.signal(signal.SIGTERM, preempt)
     try:
         launcher.start(port)
         return launcher.wait()
@@ -461,8 +501,12 @@ def pausing_checkpoint_args(ocp, marker: pathlib.Path):
     return PausingSave, PausingRestore, armed.set
 
 
-def train(args: argparse.Namespace) -> None:
-    """The training program: mesh, sharded params and state, steps, checkpoints."""
+def train(args: argparse.Namespace) -> int:
+    """The training program: mesh, sharded params and state, steps, checkpoints.
+
+    Returns 0 when it reached ``--steps``, ``PREEMPTED`` (75) when it saved a checkpoint
+    on a preemption notice and stopped early.
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -572,6 +616,12 @@ def train(args: argparse.Namespace) -> None:
     manager = ocp.CheckpointManager(
         workdir / "checkpoints",
         options=ocp.CheckpointManagerOptions(
+            # Every K steps, and at the step all processes agree on after a preemption
+            # notice (SIGTERM, caught by JAX's preemption notifier).
+            save_decision_policy=ocp.checkpoint_managers.AnySavePolicy([
+                ocp.checkpoint_managers.FixedIntervalPolicy(args.ckpt_every),
+                ocp.checkpoint_managers.PreemptionCheckpointingPolicy(),
+            ]),
             max_to_keep=3,
             enable_async_checkpointing=not args.no_async_checkpointing,
             cleanup_tmp_directories=True),
@@ -616,7 +666,7 @@ def train(args: argparse.Namespace) -> None:
                 log(f"step {k + 1} loss {loss:.6f}")
         if k + 1 == args.test_pause_save_at_step:
             arm_pause()
-        if (k + 1) % args.ckpt_every == 0:
+        if manager.should_save(k + 1):  # call it every step (preemption sync protocol)
             jax.block_until_ready(state)
             t0 = time.perf_counter()
             manager.save(k + 1, args=save_args(state))
@@ -631,14 +681,25 @@ def train(args: argparse.Namespace) -> None:
         now = time.perf_counter()
         step_times.append(now - t_prev)
         t_prev = now
+        if manager.reached_preemption(k + 1):
+            manager.wait_until_finished()
+            log(f"process {pid}: preemption notice: checkpoint step {k + 1} saved; exiting "
+                f"(code {PREEMPTED}); start the job again to resume")
+            preempted_at = k + 1
+            break
+    else:
+        preempted_at = None
     manager.wait_until_finished()
     manager.close()
 
-    metrics.update(start_step=start, end_step=args.steps, step_times_s=step_times,
-                   saves=saves, losses=losses)
+    metrics.update(start_step=start, end_step=preempted_at or args.steps,
+                   preempted=preempted_at is not None, step_times_s=step_times, saves=saves,
+                   losses=losses)
     (workdir / "metrics").mkdir(parents=True, exist_ok=True)
     (workdir / "metrics" / f"process_{pid}.json").write_text(json.dumps(metrics, indent=1))
 
+    if preempted_at is not None:
+        return PREEMPTED
     if args.dump_final:
         gathered = multihost_utils.process_allgather(state, tiled=True)
         flat = {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in
@@ -646,6 +707,7 @@ def train(args: argparse.Namespace) -> None:
         (workdir / "final").mkdir(parents=True, exist_ok=True)
         np.savez(workdir / "final" / f"process_{pid}.npz", **flat)
     log(f"process {pid}: done at step {args.steps}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -655,11 +717,10 @@ def main(argv=None) -> int:
     if args.local_processes:
         return launch_local(args, argv)
     if args.no_distributed:
-        train(args)
-        return 0
+        return train(args)
     init_distributed(args)
     try:
-        train(args)
+        return train(args)
     except Exception as e:
         text = str(e).strip()
         first = text.splitlines()[0][:300] if text else type(e).__name__
@@ -672,7 +733,6 @@ def main(argv=None) -> int:
         # and then abort. Exiting now lets the launcher or the scheduler end the job.
         sys.stdout.flush()
         os._exit(1)
-    return 0
 
 
 if __name__ == "__main__":

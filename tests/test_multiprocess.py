@@ -28,6 +28,8 @@ What is asserted:
   writes the marker file ``paused_in_save``); the test then SIGKILLs process 0. The
   restarted job must ignore the half-written step 20 and resume from step 10, ending bit
   for bit equal to the uninterrupted run;
+* a preemption notice (SIGTERM) makes the processes agree on a step, save there and exit;
+  the restart resumes from it and ends bit for bit equal to the uninterrupted run;
 * (f) a peer that never starts (initialization timeout), a coordinator port already
   taken (checked by the launcher, and as JAX reports it), a peer killed mid-step, a peer
   that freezes mid-step (heartbeat timeout), Ctrl-C and the job timeout all end the job
@@ -324,6 +326,35 @@ def test_kill_during_checkpoint_write_resumes_from_previous(reference, jobs, tmp
     assert_bitwise_equal(load_final(workdir, 0), load_final(reference[0]))
     assert (ckpts / "20" / "commit_success.txt").exists()  # written again, committed
     assert not [p for p in ckpts.iterdir() if "tmp" in p.name]  # leftovers cleaned
+
+
+def test_preemption_notice_saves_a_checkpoint_and_resume_is_bit_identical(
+        reference, jobs, tmp_path):
+    """SIGTERM to the launcher = a scheduler's preemption notice, forwarded to every worker.
+
+    JAX's preemption notifier catches it, the processes agree on a step, orbax saves there
+    (PreemptionCheckpointingPolicy), the workers exit with code 75; the restart resumes
+    from that step and ends bit for bit equal to the uninterrupted run.
+    """
+    workdir = tmp_path / "preempt"
+    proc, logfile = jobs.start(workdir)
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not all(f"process {i}: no checkpoint" in logfile.read_text() for i in (0, 1)):
+        assert proc.poll() is None and time.monotonic() < deadline, logfile.read_text()[-4000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    code, out = jobs.finish(proc, logfile)
+    assert code == 75 and "launcher: job preempted" in out, out[-4000:]
+    saved = re.findall(r"process (\d): preemption notice: checkpoint step (\d+) saved", out)
+    assert sorted(p for p, _ in saved) == ["0", "1"] and len({s for _, s in saved}) == 1, saved
+    step = int(saved[0][1])
+    print(f"preemption notice: both processes saved step {step} and exited")
+    assert 0 < step < STEPS, step
+    assert (workdir / "checkpoints" / str(step) / "commit_success.txt").exists()
+
+    _, out, _ = jobs.run(workdir, "--dump-final")
+    assert f"restored checkpoint step {step}" in out, out[-4000:]
+    assert_bitwise_equal(load_final(workdir, 0), load_final(reference[0]))
 
 
 # --- (f): faults end the job in bounded time with a clear message -------------------
