@@ -37,7 +37,8 @@ What is asserted:
 * (g) the fixture ``jobs`` SIGKILLs the process group of every launcher and worker a
   test started and asserts that none of those processes is left.
 
-About two minutes on 2 CPU cores (the single slowest run: 4 processes, ~15 s).
+Two to three and a half minutes on 2 CPU cores (114 s to 194 s measured, the slower runs
+while other jobs loaded the machine; the single slowest job: 4 processes, ~15 s).
 """
 
 from __future__ import annotations
