@@ -248,6 +248,12 @@ class Launcher:
             elif fatal is not None:
                 self.errors.setdefault(pid, []).append(self._explain_abort(" ".join(fatal)))
                 fatal = None
+            if "Failed to add port to server" in line:
+                # gRPC could not bind the coordinator's address. JAX then raises or, at
+                # times, crashes (SIGSEGV) before the worker can say so itself.
+                addr = line.rsplit("for ", 1)[-1].strip(" '\"")
+                self.errors.setdefault(pid, []).append(
+                    f"ERROR: could not start the coordinator: {addr} is already in use")
             if line.startswith("ERROR:"):
                 self.errors.setdefault(pid, []).append(line)
             elif line.strip() and not line.startswith(("W0", "I0", "E0", "  ")):

@@ -382,8 +382,10 @@ def test_port_already_taken(jobs, tmp_path):
         print(f"port taken (launcher check): job ended {seconds:.2f} s after launch")
         assert code == 2 and seconds < 10, (seconds, out)
         assert f"coordinator port 127.0.0.1:{port} is already in use" in out
-        # Without that check, process 0 fails to start the coordinator and says why; the
-        # launcher then ends process 1, which would otherwise wait for the init timeout.
+        # Without that check, process 0 fails to start the coordinator (JAX raises, or at
+        # times crashes with SIGSEGV); the message comes from the worker or from the
+        # launcher reading gRPC's log line. The launcher then ends process 1, which would
+        # otherwise wait for the init timeout.
         code, out, seconds = jobs.run(tmp_path / "b", "--port", port,
                                       "--test-skip-port-check", expect_ok=False)
         assert code == 1, out[-4000:]
@@ -400,7 +402,9 @@ def test_peer_frozen_mid_step_ends_after_heartbeat_timeout(jobs, tmp_path):
     assert "no heartbeat within --heartbeat-timeout=5 s" in out, out[-4000:]
     assert "process 0" in out and "SIGABRT" in out
     print(f"frozen peer: job ended {seconds:.1f} s after the SIGSTOP")
-    assert 4 < seconds < 20, seconds  # measured ~6 s: 5 s timeout + detection
+    # Measured 3.9-5.7 s: the timeout counts from the last heartbeat, which can come a
+    # while before the freeze; so the lower bound is loose.
+    assert 2 < seconds < 20, seconds
 
 
 def test_ctrl_c_and_job_timeout_end_every_worker(jobs, tmp_path):
