@@ -182,6 +182,7 @@ def _bound_family(
     b1: float,
     b2: float,
     eps: float,
+    eps_root: float,
     weight_decay: optax.ScalarOrSchedule,
     mask: Any,
     weight_decay_mode: WeightDecayMode,
@@ -195,11 +196,12 @@ def _bound_family(
         b1,
         b2,
         eps,
+        eps_root,
+        mu_dtype,
         rate_transform=clip_by_dynamic_bound(
             learning_rate, final_lr, gamma, base_lr=base_lr
         ),
         amsgrad=amsgrad,
-        mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
     )
     return with_weight_decay(
@@ -210,18 +212,20 @@ def _bound_family(
 
 def adabound(
     learning_rate: optax.ScalarOrSchedule,
-    final_lr: float = 0.1,
-    gamma: float = 1e-3,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Optional[Any] = None,
     weight_decay: optax.ScalarOrSchedule = 0.0,
     mask: Optional[Any] = None,
     *,
-    weight_decay_mode: WeightDecayMode = "coupled",
+    final_lr: float = 0.1,
+    gamma: float = 1e-3,
     base_lr: Optional[float] = None,
-    mu_dtype: Optional[Any] = None,
+    weight_decay_mode: WeightDecayMode = "coupled",
     nu_dtype: Optional[Any] = None,
+    nesterov: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdaBound: Adam whose per-parameter learning rates are clipped to bounds
     that converge to an SGD learning rate.
@@ -260,21 +264,29 @@ def adabound(
     (:func:`add_decoupled_weight_decay`, with a learning rate of 1 and placed
     before the core for coupled L2) and ``optax.scale(-1.0)``.
 
+    **Coming from optax.adamw.** The positional arguments are
+    ``optax.adamw``'s, in its order, and mean the same; ``final_lr``,
+    ``gamma``, ``base_lr`` and ``weight_decay_mode`` are keyword-only.
+    ``weight_decay`` defaults to 0 and is coupled L2 by default (as
+    released), and ``nesterov=True`` is refused.
+
     Args:
       learning_rate: a non-negative float or an optax schedule.
-      final_lr: the SGD learning rate the bounds converge to, >= 0.
-      gamma: convergence speed of the bounds, > 0.
       b1: decay of the first moment, in [0, 1).
       b2: decay of the second moment, in [0, 1).
       eps: added to the (uncorrected) ``sqrt(v_t)``, >= 0.
+      eps_root: added to ``v_t`` inside the square root, >= 0 (0: as released).
+      mu_dtype: storage dtype of the first moment.
       weight_decay: non-negative float or schedule.
       mask: where weight decay applies, as in ``optax.adamw``.
-      weight_decay_mode: ``"coupled"`` (L2 on the gradient, the original's
-        default) or ``"decoupled"`` (``theta -= wd_t lr_t theta``).
+      final_lr: the SGD learning rate the bounds converge to, >= 0.
+      gamma: convergence speed of the bounds, > 0.
       base_lr: learning rate at which ``final_t = final_lr``, > 0. Default:
         ``learning_rate`` at count 0.
-      mu_dtype: storage dtype of the first moment.
+      weight_decay_mode: ``"coupled"`` (L2 on the gradient, the original's
+        default) or ``"decoupled"`` (``theta -= wd_t lr_t theta``).
       nu_dtype: storage dtype of the second moment.
+      nesterov: only ``False`` is accepted (``optax.adamw`` compatibility).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
@@ -282,8 +294,8 @@ def adabound(
     Raises:
       ValueError: for ``gamma <= 0``, negative ``final_lr``, learning rate, eps
         or weight decay, ``b1``/``b2`` outside [0, 1), ``base_lr <= 0``, a
-        schedule starting at 0 without ``base_lr``, or an unknown
-        ``weight_decay_mode``.
+        schedule starting at 0 without ``base_lr``, an unknown
+        ``weight_decay_mode``, or ``nesterov=True``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -302,27 +314,31 @@ def adabound(
       Luo, Xiong, Liu, Sun: "Adaptive Gradient Methods with Dynamic Bound of
       Learning Rate", ICLR 2019, arXiv:1902.09843.
     """
+    _base.check_nesterov("adabound", nesterov)
     return _bound_family(
-        learning_rate, amsgrad=False, final_lr=final_lr, gamma=gamma, b1=b1, b2=b2, eps=eps,
-        weight_decay=weight_decay, mask=mask, weight_decay_mode=weight_decay_mode,
-        base_lr=base_lr, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+        learning_rate, amsgrad=False, final_lr=final_lr, gamma=gamma, b1=b1,
+        b2=b2, eps=eps, eps_root=eps_root, weight_decay=weight_decay, mask=mask,
+        weight_decay_mode=weight_decay_mode, base_lr=base_lr, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
     )
 
 
 def amsbound(
     learning_rate: optax.ScalarOrSchedule,
-    final_lr: float = 0.1,
-    gamma: float = 1e-3,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Optional[Any] = None,
     weight_decay: optax.ScalarOrSchedule = 0.0,
     mask: Optional[Any] = None,
     *,
-    weight_decay_mode: WeightDecayMode = "coupled",
+    final_lr: float = 0.1,
+    gamma: float = 1e-3,
     base_lr: Optional[float] = None,
-    mu_dtype: Optional[Any] = None,
+    weight_decay_mode: WeightDecayMode = "coupled",
     nu_dtype: Optional[Any] = None,
+    nesterov: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     r"""AMSBound: :func:`adabound` with AMSGrad's running maximum of ``v_t``.
 
@@ -348,8 +364,10 @@ def amsbound(
       Luo, Xiong, Liu, Sun: "Adaptive Gradient Methods with Dynamic Bound of
       Learning Rate", ICLR 2019, arXiv:1902.09843.
     """
+    _base.check_nesterov("amsbound", nesterov)
     return _bound_family(
-        learning_rate, amsgrad=True, final_lr=final_lr, gamma=gamma, b1=b1, b2=b2, eps=eps,
-        weight_decay=weight_decay, mask=mask, weight_decay_mode=weight_decay_mode,
-        base_lr=base_lr, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+        learning_rate, amsgrad=True, final_lr=final_lr, gamma=gamma, b1=b1,
+        b2=b2, eps=eps, eps_root=eps_root, weight_decay=weight_decay, mask=mask,
+        weight_decay_mode=weight_decay_mode, base_lr=base_lr, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
     )

@@ -90,11 +90,12 @@ def scale_by_bounded_adam(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Optional[Any] = None,
     *,
     rate_transform: Optional[optax.GradientTransformation] = None,
     bias_correction: BiasCorrection = "folded",
     amsgrad: bool = False,
-    mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Adam's moments and per-parameter learning rates, with a pluggable bound.
@@ -108,11 +109,16 @@ def scale_by_bounded_adam(
     ``bias_correction="folded"`` (Adam's "efficient" form, used by the released
     AdaMod, AdaBound and DiffGrad code; eps sits on the *uncorrected* sqrt(v))::
 
-      eta_t = lr_t sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v_t) + eps),  d_t = m_t
+      eta_t = lr_t sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v_t + eps_root) + eps),  d_t = m_t
 
     ``bias_correction="explicit"`` (the AdaMod paper's Algorithm 2, optax.adam)::
 
-      eta_t = lr_t / (sqrt(v_t / (1 - b2^t)) + eps),  d_t = m_t / (1 - b1^t)
+      eta_t = lr_t / (sqrt(v_t / (1 - b2^t) + eps_root) + eps),  d_t = m_t / (1 - b1^t)
+
+    ``eps_root`` sits inside the square root as in ``optax.scale_by_adam``
+    (there on the bias-corrected ``v``; in the folded form, like ``eps``, on the
+    uncorrected ``v_t``). At its default 0 nothing is added, so the released
+    algorithms are reproduced exactly.
 
     The per-parameter rates ``eta_t`` (a tree like the params) go through
     ``rate_transform`` (identity when ``None``), and the output is
@@ -129,11 +135,14 @@ def scale_by_bounded_adam(
       b1: decay of the first moment, in [0, 1).
       b2: decay of the second moment, in [0, 1).
       eps: added to ``sqrt(v_t)`` (or ``sqrt(v_hat_t)``), >= 0.
+      eps_root: added to ``v_t`` (or ``v_hat_t``) inside the square root, >= 0
+        (as in ``optax.scale_by_adam``; useful when differentiating through
+        the optimizer).
+      mu_dtype: storage dtype of ``m_t`` (default: the param's dtype).
       rate_transform: a transformation over learning rates, for example
         :func:`scale_by_momental_bound` or :func:`clip_by_dynamic_bound`.
       bias_correction: ``"folded"`` or ``"explicit"``, see above.
       amsgrad: keep the running maximum of ``v_t`` and use it for the rates.
-      mu_dtype: storage dtype of ``m_t`` (default: the param's dtype).
       nu_dtype: storage dtype of ``v_t`` (default: the param's real dtype).
 
     Returns:
@@ -156,12 +165,14 @@ def scale_by_bounded_adam(
     _base.check_decay_rate("b1", b1)
     _base.check_decay_rate("b2", b2)
     _base.check_range("eps", eps, low=0.0)
+    _base.check_eps_root(eps_root)
     if bias_correction not in ("folded", "explicit"):
         raise ValueError(
             f"`bias_correction` must be 'folded' or 'explicit', got {bias_correction!r}."
         )
     eps_value = _base.concrete_float(eps)
     eps_positive = eps_value is not None and eps_value > 0
+    add_eps_root = _base.concrete_float(eps_root) != 0.0  # traced: always added
     rate_tx = optax.with_extra_args_support(
         optax.identity() if rate_transform is None else rate_transform
     )
@@ -222,9 +233,14 @@ def scale_by_bounded_adam(
             eps_ = _base.scalar(eps, rdt)
             v = v.astype(rdt)
             if bias_correction == "folded":
+                if add_eps_root:
+                    v = v + _base.scalar(eps_root, rdt)
                 step_size = lr_t * jnp.sqrt(bc2) / bc1
                 return step_size / nonzero(jnp.sqrt(v) + eps_), m.astype(dt)
-            return lr_t / nonzero(jnp.sqrt(v / bc2) + eps_), m.astype(dt) / bc1
+            v_hat = v / bc2
+            if add_eps_root:
+                v_hat = v_hat + _base.scalar(eps_root, rdt)
+            return lr_t / nonzero(jnp.sqrt(v_hat) + eps_), m.astype(dt) / bc1
 
         rates, directions = _base.tree_map2(rate_and_direction, updates, mu, nu_for_rate)
         bounded, rate_state = rate_tx.update(

@@ -345,3 +345,16 @@ def test_len_memory_and_defaults():
     chex.assert_trees_all_equal(ua, ub)
     for fn in (ao.adabound, ao.amsbound, ao.diffgrad, ao.diffmod):
         fn(1e-3, b1=0.0, eps=0.0)
+
+
+@pytest.mark.parametrize("amsbound", [False, True])
+def test_eps_root_matches_reference(amsbound):
+    from tests.helpers import compare_with_reference
+    from tests.reference import AdaBound
+
+    fn = ao.amsbound if amsbound else ao.adabound
+    tx = fn(1e-3, 0.8, 0.99, 1e-6, 1e-5, final_lr=FINAL, gamma=GAMMA)
+    ref = AdaBound(1e-3, FINAL, GAMMA, b1=0.8, b2=0.99, eps=1e-6, eps_root=1e-5,
+                   amsbound=amsbound)
+    dev, _, _ = compare_with_reference(tx, ref, 1e-3, tree_name="nested", steps=300)
+    assert dev <= TOL
