@@ -10,8 +10,8 @@ import optax
 from adamod_optax import _base
 from adamod_optax._core import (
     BOUND_FROM_NEW_STATE,
-    add_decoupled_weight_decay,
     scale_by_bounded_adam,
+    with_weight_decay,
 )
 
 Algorithm = Literal["released", "paper"]
@@ -140,9 +140,12 @@ def adamod(
     1.5x and 1.02x the paper's at t = 1, 10, 50, 1000; over 50 steps of N(0, 1)
     gradients at lr 1e-3 the parameters differ by 2.3e-3 after moving 3.0e-3.
 
-    The optimizer is ``optax.chain`` of :func:`scale_by_bounded_adam` with
-    :func:`scale_by_momental_bound` as its rate transformation,
-    :func:`add_decoupled_weight_decay` and ``optax.scale(-1.0)``.
+    The optimizer is :func:`scale_by_bounded_adam` with
+    :func:`scale_by_momental_bound` as its rate transformation, then
+    decoupled weight decay and ``optax.scale(-1.0)``; its state is the tuple
+    ``(core_state, decay_state, EmptyState())`` of that chain, with a single
+    ``count`` (``optax.tree.get(state, "count")`` is the number of updates
+    applied, schedules included).
 
     **Coming from optax.adamw.** The positional arguments are
     ``optax.adamw``'s, in its order (``learning_rate, b1, b2, eps, eps_root,
@@ -207,18 +210,18 @@ def adamod(
     if algorithm not in ("released", "paper"):
         raise ValueError(f"`algorithm` must be 'released' or 'paper', got {algorithm!r}.")
     b3 = _base.resolve_b3(b3, len_memory)
-    return optax.chain(
-        scale_by_bounded_adam(
-            learning_rate,
-            b1,
-            b2,
-            eps,
-            eps_root,
-            mu_dtype,
-            rate_transform=scale_by_momental_bound(b3, dtype=nu_dtype),
-            bias_correction="folded" if algorithm == "released" else "explicit",
-            nu_dtype=nu_dtype,
-        ),
-        add_decoupled_weight_decay(weight_decay, learning_rate, mask),
-        optax.scale(-1.0),
+    core = scale_by_bounded_adam(
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        rate_transform=scale_by_momental_bound(b3, dtype=nu_dtype),
+        bias_correction="folded" if algorithm == "released" else "explicit",
+        nu_dtype=nu_dtype,
+    )
+    return with_weight_decay(
+        core, learning_rate=learning_rate, weight_decay=weight_decay, mask=mask,
+        mode="decoupled",
     )

@@ -142,7 +142,7 @@ def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
 
 def at_count(value: optax.ScalarOrSchedule, count: jax.Array) -> Any:
     """Evaluate a float-or-schedule at ``count`` (the 0-based update index)."""
-    return value(count) if callable(value) else value
+    return value(count) if is_schedule(value) else value
 
 
 def real_dtype(dtype: Any) -> jnp.dtype:
@@ -349,3 +349,18 @@ def check_nesterov(optimizer: str, nesterov: Any) -> None:
             f"(an optax.adam/optax.adamw option) has no counterpart in "
             f"{optimizer}'s update rule. Remove it, or pass nesterov=False."
         )
+
+
+def is_schedule(value: Any) -> bool:
+    """True for a schedule (a callable ``count -> value``), False for a value.
+
+    ``callable()`` alone is not enough: Flax NNX wraps optimizer-state arrays
+    (for example hyperparameters injected by ``optax.inject_hyperparams``) in
+    variables that define ``__call__``.
+    """
+    if not callable(value) or is_traced(value):
+        return False
+    if isinstance(value, (numbers.Number, np.ndarray, np.generic, jax.Array)):
+        return False
+    module = type(value).__module__ or ""
+    return not module.startswith("flax.")

@@ -52,6 +52,16 @@ class ScaleByBoundedAdamState(NamedTuple):
         ``None`` when ``amsgrad=False``.
       rate_state: the state of ``rate_transform`` (for AdaMod the
         :class:`ScaleByMomentalBoundState` holding the rate average).
+      rate_hyperparams: float vector ``[6]`` (float64 when ``jax_enable_x64``
+        is on, else float32): what the last update formed its rates with,
+        in the order of :data:`RATE_HYPERPARAMS` -- ``lr_t`` (the learning
+        rate in force, schedule or ``inject_hyperparams`` included), ``b1``,
+        ``b2``, ``eps``, ``eps_root`` and 1.0 for ``bias_correction=
+        "explicit"`` (0.0 for ``"folded"``); zeros before the first update.
+        It lets :func:`adamod_optax.effective_learning_rates` recompute the
+        rates exactly as the step did, never from defaults. (One vector, not
+        named fields, so that ``optax.tree.get(state, "b1")`` still finds
+        ``inject_hyperparams``' value alone.)
     """
 
     count: chex.Array
@@ -59,6 +69,16 @@ class ScaleByBoundedAdamState(NamedTuple):
     nu: optax.Updates
     nu_max: Optional[optax.Updates]
     rate_state: optax.OptState
+    rate_hyperparams: chex.Array
+
+
+# The entries of ScaleByBoundedAdamState.rate_hyperparams, in order.
+RATE_HYPERPARAMS = ("learning_rate", "b1", "b2", "eps", "eps_root", "explicit")
+
+
+def _record_dtype() -> jnp.dtype:
+    """The widest float JAX gives: every hyperparameter value fits exactly."""
+    return jnp.dtype(jnp.result_type(float))
 
 
 # Private protocol between the core and its rate transformations (speed only):
@@ -121,7 +141,12 @@ def scale_by_bounded_adam(
     algorithms are reproduced exactly.
 
     The per-parameter rates ``eta_t`` (a tree like the params) go through
-    ``rate_transform`` (identity when ``None``), and the output is
+    ``rate_transform`` (identity when ``None``), called as
+    ``rate_transform.update(eta_t, rate_state, params, count=count,
+    **extra_args)`` where ``count`` is this core's step count before the
+    update (the 0-based index of the update, as schedules see it): rate
+    transformations read the step from there instead of keeping their own
+    counter, so the optimizer has a single ``count``. The output is
     ``rate_transform(eta_t) * d_t``: a *positive* step that already includes
     the learning rate. Negate it (``optax.scale(-1.0)``) to descend; do not
     chain ``optax.scale_by_learning_rate`` after it.
@@ -184,6 +209,7 @@ def scale_by_bounded_adam(
             nu=_base.zeros_like(params, nu_dtype, real=True),
             nu_max=_base.zeros_like(params, nu_dtype, real=True) if amsgrad else None,
             rate_state=rate_tx.init(params),
+            rate_hyperparams=jnp.zeros([len(RATE_HYPERPARAMS)], _record_dtype()),
         )
 
     def update_fn(
@@ -244,7 +270,7 @@ def scale_by_bounded_adam(
 
         rates, directions = _base.tree_map2(rate_and_direction, updates, mu, nu_for_rate)
         bounded, rate_state = rate_tx.update(
-            rates, state.rate_state, params, **extra_args
+            rates, state.rate_state, params, **{**extra_args, "count": state.count}
         )
         finish = getattr(rate_tx.update, BOUND_FROM_NEW_STATE, None)
         if finish is not None and _recompute_rates():
@@ -262,22 +288,69 @@ def scale_by_bounded_adam(
         new_updates = _base.tree_map(
             lambda g, r, d: (r * d).astype(g.dtype), updates, bounded, directions
         )
+        record = jnp.stack([
+            jnp.asarray(x).astype(_record_dtype())
+            for x in (lr, b1, b2, eps, eps_root, float(bias_correction == "explicit"))
+        ])
         return new_updates, ScaleByBoundedAdamState(
-            count=count_inc, mu=mu, nu=nu, nu_max=nu_max, rate_state=rate_state
+            count=count_inc, mu=mu, nu=nu, nu_max=nu_max, rate_state=rate_state,
+            rate_hyperparams=record,
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 class AddDecoupledWeightDecayState(NamedTuple):
-    """State of :func:`add_decoupled_weight_decay`.
+    """State of :func:`add_decoupled_weight_decay` when it has a schedule.
 
     Attributes:
       count: int32 scalar step counter for the weight-decay and learning-rate
-        schedules (saturating).
+        schedules (saturating). With constant hyperparameters the block keeps
+        no state (``optax.EmptyState``), as ``optax.scale_by_learning_rate``.
     """
 
     count: chex.Array
+
+
+def _decay(
+    weight_decay: optax.ScalarOrSchedule, learning_rate: optax.ScalarOrSchedule
+) -> optax.GradientTransformationExtraArgs:
+    """Stateless ``updates + wd_t * lr_t * params``; the step comes as extra arg ``count``."""
+    scheduled = _base.is_schedule(weight_decay) or _base.is_schedule(learning_rate)
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None, *, count=None, **extra_args):
+        _base.check_updates(updates, params, "add_decoupled_weight_decay")
+        del extra_args
+        if _base.concrete_float(weight_decay) == 0.0:
+            # Nothing to add (and the params are not needed). Skipping, rather
+            # than adding 0 * params, is what the PyTorch releases do and keeps
+            # g + 0 * theta from becoming an extra array-sized temporary.
+            return updates, state
+        if params is None:
+            raise ValueError(
+                "weight decay needs the params: call update(grads, state, params)."
+            )
+        if scheduled and count is None:
+            raise ValueError(
+                "a scheduled weight decay or learning rate needs the step: pass the "
+                "extra argument `count` (the 0-based index of this update)."
+            )
+        wd = _base.at_count(weight_decay, count)
+        lr = _base.at_count(learning_rate, count)
+
+        def decay(u, p):
+            dt = _base.compute_dtype(u.dtype, p.dtype)
+            rdt = _base.real_dtype(dt)
+            coef = _base.scalar(wd, rdt) * _base.scalar(lr, rdt)
+            return (u.astype(dt) + coef * p.astype(dt)).astype(u.dtype)
+
+        return _base.tree_map(decay, updates, params), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def add_decoupled_weight_decay(
@@ -297,6 +370,12 @@ def add_decoupled_weight_decay(
     (:func:`scale_by_bounded_adam`). The scalar product ``wd_t * lr_t`` is
     formed in the params' dtype (at least float32).
 
+    This is the standalone block for your own chains. It keeps a step counter
+    only when ``weight_decay`` or ``learning_rate`` is a schedule (like
+    ``optax.scale_by_learning_rate``). The optimizers of this package do not
+    use it: they apply the same decay reading the core's ``count``, so their
+    state has a single ``count``.
+
     Args:
       weight_decay: a non-negative float or schedule.
       learning_rate: a non-negative float or schedule, evaluated at the same
@@ -306,53 +385,58 @@ def add_decoupled_weight_decay(
         ``True`` where decay applies.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs``; with a mask its state is
-      an ``optax.MaskedState`` around :class:`AddDecoupledWeightDecayState`.
+      An ``optax.GradientTransformationExtraArgs``; its state is
+      :class:`AddDecoupledWeightDecayState` with a schedule and
+      ``optax.EmptyState`` without, inside an ``optax.MaskedState`` with a mask.
     """
     _base.check_range("weight_decay", weight_decay, low=0.0)
     _base.check_learning_rate(learning_rate)
     if mask is not None:
         _base.check_mask(mask)
+    inner = _decay(weight_decay, learning_rate)
+    if _base.is_schedule(weight_decay) or _base.is_schedule(learning_rate):
 
-    def init_fn(params):
-        del params
-        return AddDecoupledWeightDecayState(count=jnp.zeros([], jnp.int32))
+        def init_fn(params):
+            del params
+            return AddDecoupledWeightDecayState(count=jnp.zeros([], jnp.int32))
 
-    def update_fn(updates, state, params=None, **extra_args):
-        _base.check_updates(updates, params, "add_decoupled_weight_decay")
-        del extra_args
-        if _base.concrete_float(weight_decay) == 0.0:
-            # Nothing to add (and the params are not needed). Skipping, rather
-            # than adding 0 * params, is what the PyTorch releases do and keeps
-            # g + 0 * theta from becoming an extra array-sized temporary.
+        def update_fn(updates, state, params=None, **extra_args):
+            extra_args.pop("count", None)
+            updates, _ = inner.update(
+                updates, optax.EmptyState(), params, count=state.count, **extra_args
+            )
             return updates, AddDecoupledWeightDecayState(
                 count=optax.safe_increment(state.count)
             )
-        if params is None:
-            raise ValueError(
-                "weight decay needs the params: call update(grads, state, params)."
-            )
-        wd = _base.at_count(weight_decay, state.count)
-        lr = _base.at_count(learning_rate, state.count)
 
-        def decay(u, p):
-            dt = _base.compute_dtype(u.dtype, p.dtype)
-            rdt = _base.real_dtype(dt)
-            coef = _base.scalar(wd, rdt) * _base.scalar(lr, rdt)
-            return (u.astype(dt) + coef * p.astype(dt)).astype(u.dtype)
+        tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    else:
 
-        new_updates = _base.tree_map(decay, updates, params)
-        return new_updates, AddDecoupledWeightDecayState(
-            count=optax.safe_increment(state.count)
-        )
+        def update_plain(updates, state, params=None, **extra_args):
+            extra_args.pop("count", None)
+            return inner.update(updates, state, params, **extra_args)
 
-    tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        tx = optax.GradientTransformationExtraArgs(inner.init, update_plain)
     if mask is not None:
         return optax.masked(tx, mask)
     return tx
 
 
 WeightDecayMode = Literal["coupled", "decoupled"]
+
+
+def _core_count(core_state: optax.OptState) -> jax.Array:
+    """The ``count`` of the :class:`ScaleByBoundedAdamState` inside ``core_state``."""
+    found = [
+        s for s in jax.tree_util.tree_leaves(
+            core_state, is_leaf=lambda x: isinstance(x, ScaleByBoundedAdamState))
+        if isinstance(s, ScaleByBoundedAdamState)
+    ]
+    if len(found) != 1:
+        raise ValueError(
+            f"expected one ScaleByBoundedAdamState in the core's state, found {len(found)}."
+        )
+    return found[0].count
 
 
 def with_weight_decay(
@@ -368,11 +452,43 @@ def with_weight_decay(
     Coupled L2 adds ``wd_t * theta`` to the gradient before the core (the
     decay term with a learning rate of 1); decoupled decay adds
     ``wd_t * lr_t * theta`` to the core's step, as in AdaMod.
+
+    The result behaves as ``optax.chain(decay, core, optax.scale(-1.0))``
+    (coupled) or ``optax.chain(core, decay, optax.scale(-1.0))`` (decoupled),
+    and its state is that chain's tuple, but the decay keeps no counter: it
+    evaluates its schedules at the ``count`` of the core's
+    :class:`ScaleByBoundedAdamState` (before the update), so the optimizer's
+    state holds exactly one ``count``.
     """
-    if mode == "coupled":
-        return optax.chain(
-            add_decoupled_weight_decay(weight_decay, 1.0, mask), core, optax.scale(-1.0)
-        )
-    return optax.chain(
-        core, add_decoupled_weight_decay(weight_decay, learning_rate, mask), optax.scale(-1.0)
-    )
+    _base.check_range("weight_decay", weight_decay, low=0.0)
+    _base.check_learning_rate(learning_rate)
+    coupled = mode == "coupled"
+    decay = _decay(weight_decay, 1.0 if coupled else learning_rate)
+    if mask is not None:
+        _base.check_mask(mask)
+        decay = optax.masked(decay, mask)
+    core = optax.with_extra_args_support(core)
+    descend = optax.scale(-1.0)
+
+    def init_fn(params):
+        states = (decay.init(params), core.init(params))
+        return (*(states if coupled else states[::-1]), descend.init(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if coupled:
+            decay_state, core_state, descend_state = state
+        else:
+            core_state, decay_state, descend_state = state
+        count = _core_count(core_state)
+        decay_args = {**extra_args, "count": count}
+        if coupled:
+            updates, decay_state = decay.update(updates, decay_state, params, **decay_args)
+        updates, core_state = core.update(updates, core_state, params, **extra_args)
+        if not coupled:
+            updates, decay_state = decay.update(updates, decay_state, params, **decay_args)
+        updates, descend_state = descend.update(updates, descend_state, params)
+        if coupled:
+            return updates, (decay_state, core_state, descend_state)
+        return updates, (core_state, decay_state, descend_state)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

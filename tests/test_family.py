@@ -145,10 +145,18 @@ def test_upper_or_lower_only():
     ]:
         tx = ao.clip_by_dynamic_bound(2.0, 0.1, 0.5, lower=lower, upper=upper)
         s = tx.init(rates)
-        s = s._replace(count=jnp.asarray(9, jnp.int32))
-        out, s = tx.update(rates, s)
+        out, s = tx.update(rates, s, count=jnp.asarray(9, jnp.int32))  # update 10: t = 10
         np.testing.assert_allclose(np.asarray(out["r"]), want, rtol=1e-14)
-        assert int(s.count) == 10
+        # the state records the bounds it applied (for the diagnostics), no counter
+        np.testing.assert_allclose([s.lower, s.upper], [lo if lower else 0.0,
+                                                        hi if upper else np.inf], rtol=1e-14)
+
+
+def test_clip_by_dynamic_bound_needs_the_count():
+    tx = ao.clip_by_dynamic_bound(1e-3)
+    rates = {"r": jnp.ones(2)}
+    with pytest.raises(ValueError, match="count"):
+        tx.update(rates, tx.init(rates))
 
 
 # --- schedules and base_lr ----------------------------------------------------------------------

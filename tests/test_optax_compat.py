@@ -103,3 +103,89 @@ def test_mu_dtype_positional_sets_the_first_moment_dtype(name):
     _, state = _run(OPTIMIZERS[name](1e-3, 0.9, 0.999, 1e-8, 0.0, jnp.bfloat16), steps=1)
     mu = optax.tree.get(state, "mu")
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(mu))
+
+
+# --- one step count --------------------------------------------------------------------------
+
+SCHEDULE = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 3, 50)
+DECAY_SCHEDULE = optax.linear_schedule(1e-2, 1e-3, 10)
+
+
+def _hyper(name, scheduled):
+    if not scheduled:
+        return dict(learning_rate=3e-3)
+    kw = dict(learning_rate=SCHEDULE)
+    if name in ("adabound", "amsbound"):
+        kw["base_lr"] = 1e-2  # a warmup from 0 needs it
+    return kw
+
+
+COUNT_CASES = [
+    (name, decay)
+    for name in sorted(OPTIMIZERS)
+    for decay in ["none", "wd", "wd_mask", "wd_schedule_mask", "decoupled"]
+    if not (decay == "decoupled" and name in ("adamod", "diffmod"))  # always decoupled there
+]
+
+
+@pytest.mark.parametrize("scheduled", [False, True], ids=["constant", "schedule"])
+@pytest.mark.parametrize(("name", "decay"), COUNT_CASES)
+def test_one_count_is_the_number_of_updates(name, decay, scheduled):
+    kw = _hyper(name, scheduled)
+    if decay != "none":
+        kw["weight_decay"] = DECAY_SCHEDULE if decay == "wd_schedule_mask" else 1e-2
+    if "mask" in decay:
+        kw["mask"] = decay_matrices
+    if decay == "decoupled":
+        kw["weight_decay_mode"] = "decoupled"
+    tx = OPTIMIZERS[name](**kw)
+    for steps in (0, 1, 4):
+        _, state = _run(tx, steps=steps)
+        assert int(optax.tree.get(state, "count")) == steps
+    # no counter kept twice: the only int32 scalar in the state is that count
+    ints = [x for x in jax.tree.leaves(state) if x.dtype == jnp.int32]
+    assert len(ints) == 1
+
+
+def test_count_like_optax_adamw():
+    _, ours = _run(ao.adamod(1e-3, weight_decay=1e-4), steps=3)
+    _, theirs = _run(optax.adamw(1e-3), steps=3)
+    assert int(optax.tree.get(ours, "count")) == int(optax.tree.get(theirs, "count")) == 3
+
+
+def test_count_with_inject_hyperparams_and_multisteps():
+    """inject_hyperparams adds its own count (as it does to optax.adamw); the optimizer's is
+    the one inside. MultiSteps counts mini-steps separately; the count is of real updates."""
+    tx = optax.inject_hyperparams(ao.adamod)(learning_rate=1e-3, weight_decay=1e-4)
+    _, state = _run(tx, steps=3)
+    assert int(optax.tree.get(state.inner_state, "count")) == 3
+    tx = optax.MultiSteps(ao.adabound(1e-3, weight_decay=1e-4), every_k_schedule=2)
+    _, state = _run(tx, steps=5)
+    assert int(optax.tree.get(state, "count")) == 2
+
+
+def test_add_decoupled_weight_decay_counts_only_with_a_schedule():
+    p = _params()
+    plain = ao.add_decoupled_weight_decay(1e-2, 1e-3)
+    assert plain.init(p) == optax.EmptyState()
+    scheduled = ao.add_decoupled_weight_decay(DECAY_SCHEDULE, 1e-3)
+    state = scheduled.init(p)
+    for k in range(3):
+        u, state = scheduled.update(_grads(k), state, p)
+        want = jax.tree.map(lambda g, x, k=k: g + DECAY_SCHEDULE(k) * 1e-3 * x, _grads(k), p)
+        chex.assert_trees_all_close(u, want, rtol=1e-6)
+    assert int(state.count) == 3
+
+
+def test_weight_decay_schedule_follows_the_core_count():
+    """The aliases' decay has no counter: it evaluates its schedule at the core's count, so
+    a decay schedule equals decaying by hand with the value at each update."""
+    p = _params()
+    tx = ao.adamod(1e-2, weight_decay=DECAY_SCHEDULE, b3=0.9)
+    ref = ao.adamod(1e-2, b3=0.9)
+    s, r = tx.init(p), ref.init(p)
+    for k in range(4):
+        u, s = tx.update(_grads(k), s, p)
+        v, r = ref.update(_grads(k), r, p)
+        want = jax.tree.map(lambda a, x, k=k: a - DECAY_SCHEDULE(k) * 1e-2 * x, v, p)
+        chex.assert_trees_all_close(u, want, rtol=1e-5, atol=1e-9)
