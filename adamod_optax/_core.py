@@ -54,12 +54,12 @@ class ScaleByBoundedAdamState(NamedTuple):
         :class:`ScaleByMomentalBoundState` holding the rate average).
       rate_hyperparams: float vector ``[6]`` (float64 when ``jax_enable_x64``
         is on, else float32): what the last update formed its rates with,
-        in the order of :data:`RATE_HYPERPARAMS` -- ``lr_t`` (the learning
-        rate in force, schedule or ``inject_hyperparams`` included), ``b1``,
-        ``b2``, ``eps``, ``eps_root`` and 1.0 for ``bias_correction=
-        "explicit"`` (0.0 for ``"folded"``); zeros before the first update.
-        It lets :func:`adamod_optax.effective_learning_rates` recompute the
-        rates exactly as the step did, never from defaults. (One vector, not
+        in this order: ``lr_t`` (the learning rate in force, schedule or
+        ``inject_hyperparams`` included), ``b1``, ``b2``, ``eps``,
+        ``eps_root`` and 1.0 for ``bias_correction="explicit"`` (0.0 for
+        ``"folded"``); zeros before the first update. It lets
+        :func:`adamod_optax.effective_learning_rates` recompute the rates as
+        the step did, never from defaults. (One vector, not
         named fields, so that ``optax.tree.get(state, "b1")`` still finds
         ``inject_hyperparams``' value alone.)
     """
