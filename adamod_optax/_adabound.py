@@ -22,15 +22,23 @@ from adamod_optax._core import (
 
 
 class ClipByDynamicBoundState(NamedTuple):
-    """State of :func:`clip_by_dynamic_bound`.
+    """State of :func:`clip_by_dynamic_bound`: the bounds of the last update.
+
+    The transformation keeps no step counter: it reads the step from the
+    ``count`` extra argument that :func:`scale_by_bounded_adam` passes to its
+    rate transformation. It records the bounds it applied, for
+    :func:`adamod_optax.effective_learning_rates`.
 
     Attributes:
-      count: int32 scalar, the number of updates seen so far (saturating at
-        the int32 maximum). Update ``k`` (0-based) uses ``t = k + 1`` in the
-        bounds and ``learning_rate(k)`` for ``lr_t``.
+      lower: float scalar (float64 when ``jax_enable_x64`` is on, else
+        float32), ``lower_t`` of the last update; 0 without a lower bound and
+        before the first update.
+      upper: same for ``upper_t``; ``+inf`` without an upper bound and before
+        the first update.
     """
 
-    count: chex.Array
+    lower: chex.Array
+    upper: chex.Array
 
 
 def _check_base_lr(learning_rate: Any, base_lr: Any) -> None:
@@ -42,7 +50,7 @@ def _check_base_lr(learning_rate: Any, base_lr: Any) -> None:
     """
     if base_lr is not None:
         _base.check_range("base_lr", base_lr, low=0.0, low_inclusive=False)
-    elif callable(learning_rate):
+    elif _base.is_schedule(learning_rate):
         start = _base.concrete_float(learning_rate(jnp.zeros([], jnp.int32)))
         if start is not None and start <= 0.0:
             raise ValueError(
@@ -67,7 +75,9 @@ def clip_by_dynamic_bound(
 
     This is a *rate transformation*: its inputs are learning rates ``eta_t``
     (for example from :func:`scale_by_bounded_adam`, learning rate included),
-    not gradients. With ``t`` the 1-based step and ``lr_t = learning_rate(t-1)``::
+    not gradients. With ``t`` the 1-based step and ``lr_t = learning_rate(t-1)``
+    (the step comes from the ``count`` extra argument that
+    :func:`scale_by_bounded_adam` passes to its ``rate_transform``)::
 
       final_t = final_lr * lr_t / base_lr
       lower_t = final_t * (1 - 1 / (gamma t + 1))
@@ -143,22 +153,35 @@ def clip_by_dynamic_bound(
     _base.check_range("gamma", gamma, low=0.0, low_inclusive=False)
     _check_base_lr(learning_rate, base_lr)
 
+    record_dt = jnp.dtype(jnp.result_type(float))
+
     def init_fn(params: optax.Params) -> ClipByDynamicBoundState:
         del params
-        return ClipByDynamicBoundState(count=jnp.zeros([], jnp.int32))
+        return ClipByDynamicBoundState(
+            lower=jnp.zeros([], record_dt), upper=jnp.full([], jnp.inf, record_dt)
+        )
 
-    def split_fn(state, params=None, **extra_args):
+    def split_fn(state, params=None, *, count=None, **extra_args):
         del params, extra_args
-        lr = _base.at_count(learning_rate, state.count)
+        if count is None:
+            raise ValueError(
+                "clip_by_dynamic_bound needs the step count, which "
+                "scale_by_bounded_adam passes to its rate_transform as the extra "
+                "argument `count`: use it as scale_by_bounded_adam(..., "
+                "rate_transform=clip_by_dynamic_bound(...)), or pass count= (the "
+                "0-based index of the update) yourself."
+            )
+        del state
+        count = jnp.asarray(count, jnp.int32)
+        lr = _base.at_count(learning_rate, count)
         base = (
             _base.at_count(learning_rate, jnp.zeros([], jnp.int32))
             if base_lr is None
             else base_lr
         )
-        count_inc = optax.safe_increment(state.count)
+        count_inc = optax.safe_increment(count)
 
-        def clip(eta: jax.Array) -> jax.Array:
-            dt = _base.real_dtype(eta.dtype)
+        def bounds(dt):
             lr_t, base_t = _base.scalar(lr, dt), _base.scalar(base, dt)
             # lr_t == base_t (a constant learning rate) gives exactly 1, and
             # lr_t == 0 gives 0 (no step) even when base_t is 0 too, as happens
@@ -166,18 +189,25 @@ def clip_by_dynamic_bound(
             ratio = jnp.where(lr_t == base_t, (lr_t != 0).astype(dt), lr_t / base_t)
             final = _base.scalar(final_lr, dt) * ratio
             gt = _base.scalar(gamma, dt) * count_inc.astype(dt)
+            lo = final * (1 - 1 / (gt + 1)) if lower else jnp.zeros([], dt)
+            hi = final * (1 + 1 / gt) if upper else jnp.full([], jnp.inf, dt)
+            return lo, hi
+
+        def clip(eta: jax.Array) -> jax.Array:
+            lo, hi = bounds(_base.real_dtype(eta.dtype))
             out = eta
             if lower:
-                out = jnp.maximum(out, final * (1 - 1 / (gt + 1)))
+                out = jnp.maximum(out, lo)
             if upper:
-                out = jnp.minimum(out, final * (1 + 1 / gt))
+                out = jnp.minimum(out, hi)
             return out
 
+        lo, hi = bounds(record_dt)
         return BoundStep(
             arrays=(),
             bound=lambda eta: (clip(eta), ()),
             bound_from_new=lambda eta, old, new: clip(eta),
-            finish=lambda new: ClipByDynamicBoundState(count=count_inc),
+            finish=lambda new: ClipByDynamicBoundState(lower=lo, upper=hi),
         )
 
     return rate_bound(init_fn, split_fn, name="clip_by_dynamic_bound")
@@ -192,6 +222,7 @@ def _bound_family(
     b1: float,
     b2: float,
     eps: float,
+    eps_root: float,
     weight_decay: optax.ScalarOrSchedule,
     mask: Any,
     weight_decay_mode: WeightDecayMode,
@@ -206,11 +237,12 @@ def _bound_family(
         b1,
         b2,
         eps,
+        eps_root,
+        mu_dtype,
         rate_transform=clip_by_dynamic_bound(
             learning_rate, final_lr, gamma, base_lr=base_lr
         ),
         amsgrad=amsgrad,
-        mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
         fast_path=fast_path,
     )
@@ -222,18 +254,20 @@ def _bound_family(
 
 def adabound(
     learning_rate: optax.ScalarOrSchedule,
-    final_lr: float = 0.1,
-    gamma: float = 1e-3,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Optional[Any] = None,
     weight_decay: optax.ScalarOrSchedule = 0.0,
     mask: Optional[Any] = None,
     *,
-    weight_decay_mode: WeightDecayMode = "coupled",
+    final_lr: float = 0.1,
+    gamma: float = 1e-3,
     base_lr: Optional[float] = None,
-    mu_dtype: Optional[Any] = None,
+    weight_decay_mode: WeightDecayMode = "coupled",
     nu_dtype: Optional[Any] = None,
+    nesterov: bool = False,
     fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdaBound: Adam whose per-parameter learning rates are clipped to bounds
@@ -273,21 +307,29 @@ def adabound(
     (:func:`add_decoupled_weight_decay`, with a learning rate of 1 and placed
     before the core for coupled L2) and ``optax.scale(-1.0)``.
 
+    **Coming from optax.adamw.** The positional arguments are
+    ``optax.adamw``'s, in its order, and mean the same; ``final_lr``,
+    ``gamma``, ``base_lr`` and ``weight_decay_mode`` are keyword-only.
+    ``weight_decay`` defaults to 0 and is coupled L2 by default (as
+    released), and ``nesterov=True`` is refused.
+
     Args:
       learning_rate: a non-negative float or an optax schedule.
-      final_lr: the SGD learning rate the bounds converge to, >= 0.
-      gamma: convergence speed of the bounds, > 0.
       b1: decay of the first moment, in [0, 1).
       b2: decay of the second moment, in [0, 1).
       eps: added to the (uncorrected) ``sqrt(v_t)``, >= 0.
+      eps_root: added to ``v_t`` inside the square root, >= 0 (0: as released).
+      mu_dtype: storage dtype of the first moment.
       weight_decay: non-negative float or schedule.
       mask: where weight decay applies, as in ``optax.adamw``.
-      weight_decay_mode: ``"coupled"`` (L2 on the gradient, the original's
-        default) or ``"decoupled"`` (``theta -= wd_t lr_t theta``).
+      final_lr: the SGD learning rate the bounds converge to, >= 0.
+      gamma: convergence speed of the bounds, > 0.
       base_lr: learning rate at which ``final_t = final_lr``, > 0. Default:
         ``learning_rate`` at count 0.
-      mu_dtype: storage dtype of the first moment.
+      weight_decay_mode: ``"coupled"`` (L2 on the gradient, the original's
+        default) or ``"decoupled"`` (``theta -= wd_t lr_t theta``).
       nu_dtype: storage dtype of the second moment.
+      nesterov: only ``False`` is accepted (``optax.adamw`` compatibility).
       fast_path: how the step is compiled (``"auto"``, ``"recompute"`` or
         ``"plain"``; speed and memory only), see :func:`scale_by_bounded_adam`.
 
@@ -297,8 +339,8 @@ def adabound(
     Raises:
       ValueError: for ``gamma <= 0``, negative ``final_lr``, learning rate, eps
         or weight decay, ``b1``/``b2`` outside [0, 1), ``base_lr <= 0``, a
-        schedule starting at 0 without ``base_lr``, or an unknown
-        ``weight_decay_mode``.
+        schedule starting at 0 without ``base_lr``, an unknown
+        ``weight_decay_mode``, or ``nesterov=True``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -317,27 +359,31 @@ def adabound(
       Luo, Xiong, Liu, Sun: "Adaptive Gradient Methods with Dynamic Bound of
       Learning Rate", ICLR 2019, arXiv:1902.09843.
     """
+    _base.check_nesterov("adabound", nesterov)
     return _bound_family(
-        learning_rate, amsgrad=False, final_lr=final_lr, gamma=gamma, b1=b1, b2=b2, eps=eps,
-        weight_decay=weight_decay, mask=mask, weight_decay_mode=weight_decay_mode,
-        base_lr=base_lr, mu_dtype=mu_dtype, nu_dtype=nu_dtype, fast_path=fast_path,
+        learning_rate, amsgrad=False, final_lr=final_lr, gamma=gamma, b1=b1,
+        b2=b2, eps=eps, eps_root=eps_root, weight_decay=weight_decay, mask=mask,
+        weight_decay_mode=weight_decay_mode, base_lr=base_lr, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype, fast_path=fast_path,
     )
 
 
 def amsbound(
     learning_rate: optax.ScalarOrSchedule,
-    final_lr: float = 0.1,
-    gamma: float = 1e-3,
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Optional[Any] = None,
     weight_decay: optax.ScalarOrSchedule = 0.0,
     mask: Optional[Any] = None,
     *,
-    weight_decay_mode: WeightDecayMode = "coupled",
+    final_lr: float = 0.1,
+    gamma: float = 1e-3,
     base_lr: Optional[float] = None,
-    mu_dtype: Optional[Any] = None,
+    weight_decay_mode: WeightDecayMode = "coupled",
     nu_dtype: Optional[Any] = None,
+    nesterov: bool = False,
     fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""AMSBound: :func:`adabound` with AMSGrad's running maximum of ``v_t``.
@@ -364,8 +410,10 @@ def amsbound(
       Luo, Xiong, Liu, Sun: "Adaptive Gradient Methods with Dynamic Bound of
       Learning Rate", ICLR 2019, arXiv:1902.09843.
     """
+    _base.check_nesterov("amsbound", nesterov)
     return _bound_family(
-        learning_rate, amsgrad=True, final_lr=final_lr, gamma=gamma, b1=b1, b2=b2, eps=eps,
-        weight_decay=weight_decay, mask=mask, weight_decay_mode=weight_decay_mode,
-        base_lr=base_lr, mu_dtype=mu_dtype, nu_dtype=nu_dtype, fast_path=fast_path,
+        learning_rate, amsgrad=True, final_lr=final_lr, gamma=gamma, b1=b1,
+        b2=b2, eps=eps, eps_root=eps_root, weight_decay=weight_decay, mask=mask,
+        weight_decay_mode=weight_decay_mode, base_lr=base_lr, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype, fast_path=fast_path,
     )

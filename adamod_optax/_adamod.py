@@ -12,9 +12,9 @@ from adamod_optax._core import (
     BoundStep,
     FastPath,
     RateBound,
-    add_decoupled_weight_decay,
     rate_bound,
     scale_by_bounded_adam,
+    with_weight_decay,
 )
 
 Algorithm = Literal["released", "paper"]
@@ -96,15 +96,17 @@ def adamod(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,
     b2: float = 0.999,
-    b3: float = _base.B3_DEFAULT,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Optional[Any] = None,
     weight_decay: optax.ScalarOrSchedule = 0.0,
     mask: Optional[Any] = None,
     *,
+    b3: float = _base.B3_DEFAULT,
     len_memory: Optional[float] = None,
     algorithm: Algorithm = "released",
-    mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    nesterov: bool = False,
     fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""AdaMod: Adam whose per-parameter learning rates are capped by their EMA.
@@ -136,28 +138,41 @@ def adamod(
     1.5x and 1.02x the paper's at t = 1, 10, 50, 1000; over 50 steps of N(0, 1)
     gradients at lr 1e-3 the parameters differ by 2.3e-3 after moving 3.0e-3.
 
-    The optimizer is ``optax.chain`` of :func:`scale_by_bounded_adam` with
-    :func:`scale_by_momental_bound` as its rate transformation,
-    :func:`add_decoupled_weight_decay` and ``optax.scale(-1.0)``.
+    The optimizer is :func:`scale_by_bounded_adam` with
+    :func:`scale_by_momental_bound` as its rate transformation, then
+    decoupled weight decay and ``optax.scale(-1.0)``; its state is the tuple
+    ``(core_state, decay_state, EmptyState())`` of that chain, with a single
+    ``count`` (``optax.tree.get(state, "count")`` is the number of updates
+    applied, schedules included).
+
+    **Coming from optax.adamw.** The positional arguments are
+    ``optax.adamw``'s, in its order (``learning_rate, b1, b2, eps, eps_root,
+    mu_dtype, weight_decay, mask``) and mean the same; everything specific to
+    AdaMod is keyword-only. Two differences: ``weight_decay`` defaults to 0
+    (as released; ``optax.adamw``'s default is 1e-4), and ``nesterov=True``
+    is refused.
 
     Args:
       learning_rate: a non-negative float or an optax schedule.
       b1: decay of the first moment, in [0, 1).
       b2: decay of the second moment, in [0, 1).
-      b3: decay of the average of learning rates, in [0, 1). The paper
-        recommends 0.999 or 0.9999 (the released docstring says 0.9999, its
-        code uses 0.999, as here).
       eps: added to the square root of the second moment, >= 0.
+      eps_root: added to the second moment inside the square root, >= 0
+        (see :func:`scale_by_bounded_adam`); 0 reproduces the release.
+      mu_dtype: storage dtype of the first moment (e.g. ``jnp.bfloat16`` to
+        save memory, ``jnp.float32`` for float16 params).
       weight_decay: decoupled weight decay ``wd``, a non-negative float or a
         schedule; applied as ``theta -= wd_t * lr_t * theta``.
       mask: where weight decay applies, as in ``optax.adamw``: a pytree of
         booleans (or prefix) or a callable params -> pytree.
+      b3: decay of the average of learning rates, in [0, 1) (keyword-only).
+        The paper recommends 0.999 or 0.9999 (the released docstring says
+        0.9999, its code uses 0.999, as here).
       len_memory: alternative spelling of ``b3 = 1 - 1/len_memory`` (>= 1);
         give it or ``b3``, not both.
       algorithm: ``"released"`` (default) or ``"paper"``.
-      mu_dtype: storage dtype of the first moment (e.g. ``jnp.bfloat16`` to
-        save memory, ``jnp.float32`` for float16 params).
       nu_dtype: storage dtype of the second moment and the rate average.
+      nesterov: only ``False`` is accepted (``optax.adamw`` compatibility).
       fast_path: how the step is compiled, ``"auto"`` (default),
         ``"recompute"`` or ``"plain"``; see :func:`scale_by_bounded_adam`.
         Speed and memory only: the same expressions, equal to 1 ulp.
@@ -166,11 +181,11 @@ def adamod(
       An ``optax.GradientTransformationExtraArgs``.
 
     Raises:
-      ValueError: at construction, for a negative learning rate, eps or weight
-        decay, b1/b2/b3 outside [0, 1), len_memory < 1, both b3 and len_memory,
-        or an unknown algorithm. Schedules and traced values (hyperparameters
-        injected by ``optax.inject_hyperparams`` inside ``jit``) cannot be
-        checked there.
+      ValueError: at construction, for a negative learning rate, eps, eps_root
+        or weight decay, b1/b2/b3 outside [0, 1), len_memory < 1, both b3 and
+        len_memory, an unknown algorithm, or ``nesterov=True``. Schedules and
+        traced values (hyperparameters injected by ``optax.inject_hyperparams``
+        inside ``jit``) cannot be checked there.
 
     Notes:
       With ``optax.inject_hyperparams`` pass ``hyperparam_dtype=jnp.float32``
@@ -192,21 +207,23 @@ def adamod(
       Ding, Ren, Luo, Sun: "An Adaptive and Momental Bound Method for
       Stochastic Learning", arXiv:1910.12249, 2019.
     """
+    _base.check_nesterov("adamod", nesterov)
     if algorithm not in ("released", "paper"):
         raise ValueError(f"`algorithm` must be 'released' or 'paper', got {algorithm!r}.")
     b3 = _base.resolve_b3(b3, len_memory)
-    return optax.chain(
-        scale_by_bounded_adam(
-            learning_rate,
-            b1,
-            b2,
-            eps,
-            rate_transform=scale_by_momental_bound(b3, dtype=nu_dtype),
-            bias_correction="folded" if algorithm == "released" else "explicit",
-            mu_dtype=mu_dtype,
-            nu_dtype=nu_dtype,
-            fast_path=fast_path,
-        ),
-        add_decoupled_weight_decay(weight_decay, learning_rate, mask),
-        optax.scale(-1.0),
+    core = scale_by_bounded_adam(
+        learning_rate,
+        b1,
+        b2,
+        eps,
+        eps_root,
+        mu_dtype,
+        rate_transform=scale_by_momental_bound(b3, dtype=nu_dtype),
+        bias_correction="folded" if algorithm == "released" else "explicit",
+        nu_dtype=nu_dtype,
+        fast_path=fast_path,
+    )
+    return with_weight_decay(
+        core, learning_rate=learning_rate, weight_decay=weight_decay, mask=mask,
+        mode="decoupled",
     )

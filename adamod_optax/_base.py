@@ -142,7 +142,7 @@ def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
 
 def at_count(value: optax.ScalarOrSchedule, count: jax.Array) -> Any:
     """Evaluate a float-or-schedule at ``count`` (the 0-based update index)."""
-    return value(count) if callable(value) else value
+    return value(count) if is_schedule(value) else value
 
 
 def real_dtype(dtype: Any) -> jnp.dtype:
@@ -337,3 +337,39 @@ def check_friction_version(version: Any, name: str = "version") -> None:
     value = None if isinstance(version, str) else concrete_float(version)
     if value is None or value not in (0.0, 1.0, 2.0):
         raise ValueError(f"`{name}` (the friction shape) must be 0, 1 or 2, got {version!r}.")
+
+
+def check_eps_root(eps_root: Any) -> None:
+    """``eps_root`` (added inside the square root, as in optax) must be >= 0."""
+    check_range("eps_root", eps_root, low=0.0)
+
+
+def check_nesterov(optimizer: str, nesterov: Any) -> None:
+    """Refuse ``nesterov=True``, accepted by ``optax.adam``/``adamw`` but not here.
+
+    ``nesterov=False`` (optax's default) is accepted so that a call written for
+    ``optax.adamw`` keeps working; a traced value cannot be checked.
+    """
+    if is_traced(nesterov) or nesterov is None:
+        return
+    if bool(np.asarray(nesterov)):
+        raise ValueError(
+            f"{optimizer}() does not implement Nesterov momentum: `nesterov=True` "
+            f"(an optax.adam/optax.adamw option) has no counterpart in "
+            f"{optimizer}'s update rule. Remove it, or pass nesterov=False."
+        )
+
+
+def is_schedule(value: Any) -> bool:
+    """True for a schedule (a callable ``count -> value``), False for a value.
+
+    ``callable()`` alone is not enough: Flax NNX wraps optimizer-state arrays
+    (for example hyperparameters injected by ``optax.inject_hyperparams``) in
+    variables that define ``__call__``.
+    """
+    if not callable(value) or is_traced(value):
+        return False
+    if isinstance(value, (numbers.Number, np.ndarray, np.generic, jax.Array)):
+        return False
+    module = type(value).__module__ or ""
+    return not module.startswith("flax.")

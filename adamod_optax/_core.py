@@ -59,6 +59,16 @@ class ScaleByBoundedAdamState(NamedTuple):
         ``None`` when ``amsgrad=False``.
       rate_state: the state of ``rate_transform`` (for AdaMod the
         :class:`ScaleByMomentalBoundState` holding the rate average).
+      rate_hyperparams: float vector ``[6]`` (float64 when ``jax_enable_x64``
+        is on, else float32): what the last update formed its rates with,
+        in this order: ``lr_t`` (the learning rate in force, schedule or
+        ``inject_hyperparams`` included), ``b1``, ``b2``, ``eps``,
+        ``eps_root`` and 1.0 for ``bias_correction="explicit"`` (0.0 for
+        ``"folded"``); zeros before the first update. It lets
+        :func:`adamod_optax.effective_learning_rates` recompute the rates as
+        the step did, never from defaults. (One vector, not
+        named fields, so that ``optax.tree.get(state, "b1")`` still finds
+        ``inject_hyperparams``' value alone.)
     """
 
     count: chex.Array
@@ -66,6 +76,16 @@ class ScaleByBoundedAdamState(NamedTuple):
     nu: optax.Updates
     nu_max: Optional[optax.Updates]
     rate_state: optax.OptState
+    rate_hyperparams: chex.Array
+
+
+# The entries of ScaleByBoundedAdamState.rate_hyperparams, in order.
+RATE_HYPERPARAMS = ("learning_rate", "b1", "b2", "eps", "eps_root", "explicit")
+
+
+def _record_dtype() -> jnp.dtype:
+    """The widest float JAX gives: every hyperparameter value fits exactly."""
+    return jnp.dtype(jnp.result_type(float))
 
 
 FastPath = Literal["auto", "recompute", "plain"]
@@ -316,11 +336,12 @@ def scale_by_bounded_adam(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Optional[Any] = None,
     *,
     rate_transform: Optional[Union[RateBound, optax.GradientTransformation]] = None,
     bias_correction: BiasCorrection = "folded",
     amsgrad: bool = False,
-    mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
     fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
@@ -335,14 +356,24 @@ def scale_by_bounded_adam(
     ``bias_correction="folded"`` (Adam's "efficient" form, used by the released
     AdaMod, AdaBound and DiffGrad code; eps sits on the *uncorrected* sqrt(v))::
 
-      eta_t = lr_t sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v_t) + eps),  d_t = m_t
+      eta_t = lr_t sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v_t + eps_root) + eps),  d_t = m_t
 
     ``bias_correction="explicit"`` (the AdaMod paper's Algorithm 2, optax.adam)::
 
-      eta_t = lr_t / (sqrt(v_t / (1 - b2^t)) + eps),  d_t = m_t / (1 - b1^t)
+      eta_t = lr_t / (sqrt(v_t / (1 - b2^t) + eps_root) + eps),  d_t = m_t / (1 - b1^t)
+
+    ``eps_root`` sits inside the square root as in ``optax.scale_by_adam``
+    (there on the bias-corrected ``v``; in the folded form, like ``eps``, on the
+    uncorrected ``v_t``). At its default 0 nothing is added, so the released
+    algorithms are reproduced exactly.
 
     The per-parameter rates ``eta_t`` (a tree like the params) go through
-    ``rate_transform`` (identity when ``None``), and the output is
+    ``rate_transform`` (identity when ``None``), called as
+    ``rate_transform.update(eta_t, rate_state, params, count=count,
+    **extra_args)`` where ``count`` is this core's step count before the
+    update (the 0-based index of the update, as schedules see it): rate
+    transformations read the step from there instead of keeping their own
+    counter, so the optimizer has a single ``count``. The output is
     ``rate_transform(eta_t) * d_t``: a *positive* step that already includes
     the learning rate. Negate it (``optax.scale(-1.0)``) to descend; do not
     chain ``optax.scale_by_learning_rate`` after it.
@@ -377,12 +408,15 @@ def scale_by_bounded_adam(
       b1: decay of the first moment, in [0, 1).
       b2: decay of the second moment, in [0, 1).
       eps: added to ``sqrt(v_t)`` (or ``sqrt(v_hat_t)``), >= 0.
+      eps_root: added to ``v_t`` (or ``v_hat_t``) inside the square root, >= 0
+        (as in ``optax.scale_by_adam``; useful when differentiating through
+        the optimizer).
+      mu_dtype: storage dtype of ``m_t`` (default: the param's dtype).
       rate_transform: a transformation over learning rates, for example
         :func:`scale_by_momental_bound`, :func:`clip_by_dynamic_bound`, their
         :func:`chain_bounds`, or any optax transformation (plain path only).
       bias_correction: ``"folded"`` or ``"explicit"``, see above.
       amsgrad: keep the running maximum of ``v_t`` and use it for the rates.
-      mu_dtype: storage dtype of ``m_t`` (default: the param's dtype).
       nu_dtype: storage dtype of ``v_t`` (default: the param's real dtype).
       fast_path: ``"auto"``, ``"recompute"`` or ``"plain"``, see above. Speed
         and memory only: the same expressions, equal to 1 ulp.
@@ -411,6 +445,7 @@ def scale_by_bounded_adam(
     _base.check_decay_rate("b1", b1)
     _base.check_decay_rate("b2", b2)
     _base.check_range("eps", eps, low=0.0)
+    _base.check_eps_root(eps_root)
     if bias_correction not in ("folded", "explicit"):
         raise ValueError(
             f"`bias_correction` must be 'folded' or 'explicit', got {bias_correction!r}."
@@ -428,6 +463,7 @@ def scale_by_bounded_adam(
         )
     eps_value = _base.concrete_float(eps)
     eps_positive = eps_value is not None and eps_value > 0
+    add_eps_root = _base.concrete_float(eps_root) != 0.0  # traced: always added
     rate_tx = optax.with_extra_args_support(rate_transform)
 
     def init_fn(params: optax.Params) -> ScaleByBoundedAdamState:
@@ -437,6 +473,7 @@ def scale_by_bounded_adam(
             nu=_base.zeros_like(params, nu_dtype, real=True),
             nu_max=_base.zeros_like(params, nu_dtype, real=True) if amsgrad else None,
             rate_state=rate_tx.init(params),
+            rate_hyperparams=jnp.zeros([len(RATE_HYPERPARAMS)], _record_dtype()),
         )
 
     def update_fn(
@@ -516,20 +553,25 @@ def scale_by_bounded_adam(
                 lr_t, bc1, bc2, eps_, step_size = rate_scalars(rdt)
             v = v.astype(rdt)
             if bias_correction == "folded":
+                if add_eps_root:
+                    v = v + _base.scalar(eps_root, rdt)
                 return step_size / nonzero(jnp.sqrt(v) + eps_), m.astype(dt)
-            return lr_t / nonzero(jnp.sqrt(v / bc2) + eps_), m.astype(dt) / bc1
+            v_hat = v / bc2
+            if add_eps_root:
+                v_hat = v_hat + _base.scalar(eps_root, rdt)
+            return lr_t / nonzero(jnp.sqrt(v_hat) + eps_), m.astype(dt) / bc1
 
         rates, directions = _base.tree_map2(rate_and_direction, updates, mu, nu_for_rate)
+        # The core owns the step count and passes it to the rate transformation.
+        rate_args = {**extra_args, "count": state.count}
         path = _resolve_fast_path(fast_path, rate_transform)
         step = None
         if path != "plain":
-            step = rate_transform.split(state.rate_state, params, **extra_args)
+            step = rate_transform.split(state.rate_state, params, **rate_args)
         if step is None or not step.arrays:
             # A bound without per-parameter state: the rates have one consumer
             # (the update) and there is nothing to recompute.
-            bounded, rate_state = rate_tx.update(
-                rates, state.rate_state, params, **extra_args
-            )
+            bounded, rate_state = rate_tx.update(rates, state.rate_state, params, **rate_args)
         else:
             # Speed only, the same expressions (see "Fast path" above): the rates
             # feed the bound's new state here; the update gets a second copy
@@ -547,22 +589,69 @@ def scale_by_bounded_adam(
         new_updates = _base.tree_map(
             lambda g, r, d: (r * d).astype(g.dtype), updates, bounded, directions
         )
+        record = jnp.stack([
+            jnp.asarray(x).astype(_record_dtype())
+            for x in (lr, b1, b2, eps, eps_root, float(bias_correction == "explicit"))
+        ])
         return new_updates, ScaleByBoundedAdamState(
-            count=count_inc, mu=mu, nu=nu, nu_max=nu_max, rate_state=rate_state
+            count=count_inc, mu=mu, nu=nu, nu_max=nu_max, rate_state=rate_state,
+            rate_hyperparams=record,
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 class AddDecoupledWeightDecayState(NamedTuple):
-    """State of :func:`add_decoupled_weight_decay`.
+    """State of :func:`add_decoupled_weight_decay` when it has a schedule.
 
     Attributes:
       count: int32 scalar step counter for the weight-decay and learning-rate
-        schedules (saturating).
+        schedules (saturating). With constant hyperparameters the block keeps
+        no state (``optax.EmptyState``), as ``optax.scale_by_learning_rate``.
     """
 
     count: chex.Array
+
+
+def _decay(
+    weight_decay: optax.ScalarOrSchedule, learning_rate: optax.ScalarOrSchedule
+) -> optax.GradientTransformationExtraArgs:
+    """Stateless ``updates + wd_t * lr_t * params``; the step comes as extra arg ``count``."""
+    scheduled = _base.is_schedule(weight_decay) or _base.is_schedule(learning_rate)
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None, *, count=None, **extra_args):
+        _base.check_updates(updates, params, "add_decoupled_weight_decay")
+        del extra_args
+        if _base.concrete_float(weight_decay) == 0.0:
+            # Nothing to add (and the params are not needed). Skipping, rather
+            # than adding 0 * params, is what the PyTorch releases do and keeps
+            # g + 0 * theta from becoming an extra array-sized temporary.
+            return updates, state
+        if params is None:
+            raise ValueError(
+                "weight decay needs the params: call update(grads, state, params)."
+            )
+        if scheduled and count is None:
+            raise ValueError(
+                "a scheduled weight decay or learning rate needs the step: pass the "
+                "extra argument `count` (the 0-based index of this update)."
+            )
+        wd = _base.at_count(weight_decay, count)
+        lr = _base.at_count(learning_rate, count)
+
+        def decay(u, p):
+            dt = _base.compute_dtype(u.dtype, p.dtype)
+            rdt = _base.real_dtype(dt)
+            coef = _base.scalar(wd, rdt) * _base.scalar(lr, rdt)
+            return (u.astype(dt) + coef * p.astype(dt)).astype(u.dtype)
+
+        return _base.tree_map(decay, updates, params), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def add_decoupled_weight_decay(
@@ -582,6 +671,12 @@ def add_decoupled_weight_decay(
     (:func:`scale_by_bounded_adam`). The scalar product ``wd_t * lr_t`` is
     formed in the params' dtype (at least float32).
 
+    This is the standalone block for your own chains. It keeps a step counter
+    only when ``weight_decay`` or ``learning_rate`` is a schedule (like
+    ``optax.scale_by_learning_rate``). The optimizers of this package do not
+    use it: they apply the same decay reading the core's ``count``, so their
+    state has a single ``count``.
+
     Args:
       weight_decay: a non-negative float or schedule.
       learning_rate: a non-negative float or schedule, evaluated at the same
@@ -591,53 +686,58 @@ def add_decoupled_weight_decay(
         ``True`` where decay applies.
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs``; with a mask its state is
-      an ``optax.MaskedState`` around :class:`AddDecoupledWeightDecayState`.
+      An ``optax.GradientTransformationExtraArgs``; its state is
+      :class:`AddDecoupledWeightDecayState` with a schedule and
+      ``optax.EmptyState`` without, inside an ``optax.MaskedState`` with a mask.
     """
     _base.check_range("weight_decay", weight_decay, low=0.0)
     _base.check_learning_rate(learning_rate)
     if mask is not None:
         _base.check_mask(mask)
+    inner = _decay(weight_decay, learning_rate)
+    if _base.is_schedule(weight_decay) or _base.is_schedule(learning_rate):
 
-    def init_fn(params):
-        del params
-        return AddDecoupledWeightDecayState(count=jnp.zeros([], jnp.int32))
+        def init_fn(params):
+            del params
+            return AddDecoupledWeightDecayState(count=jnp.zeros([], jnp.int32))
 
-    def update_fn(updates, state, params=None, **extra_args):
-        _base.check_updates(updates, params, "add_decoupled_weight_decay")
-        del extra_args
-        if _base.concrete_float(weight_decay) == 0.0:
-            # Nothing to add (and the params are not needed). Skipping, rather
-            # than adding 0 * params, is what the PyTorch releases do and keeps
-            # g + 0 * theta from becoming an extra array-sized temporary.
+        def update_fn(updates, state, params=None, **extra_args):
+            extra_args.pop("count", None)
+            updates, _ = inner.update(
+                updates, optax.EmptyState(), params, count=state.count, **extra_args
+            )
             return updates, AddDecoupledWeightDecayState(
                 count=optax.safe_increment(state.count)
             )
-        if params is None:
-            raise ValueError(
-                "weight decay needs the params: call update(grads, state, params)."
-            )
-        wd = _base.at_count(weight_decay, state.count)
-        lr = _base.at_count(learning_rate, state.count)
 
-        def decay(u, p):
-            dt = _base.compute_dtype(u.dtype, p.dtype)
-            rdt = _base.real_dtype(dt)
-            coef = _base.scalar(wd, rdt) * _base.scalar(lr, rdt)
-            return (u.astype(dt) + coef * p.astype(dt)).astype(u.dtype)
+        tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    else:
 
-        new_updates = _base.tree_map(decay, updates, params)
-        return new_updates, AddDecoupledWeightDecayState(
-            count=optax.safe_increment(state.count)
-        )
+        def update_plain(updates, state, params=None, **extra_args):
+            extra_args.pop("count", None)
+            return inner.update(updates, state, params, **extra_args)
 
-    tx = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        tx = optax.GradientTransformationExtraArgs(inner.init, update_plain)
     if mask is not None:
         return optax.masked(tx, mask)
     return tx
 
 
 WeightDecayMode = Literal["coupled", "decoupled"]
+
+
+def _core_count(core_state: optax.OptState) -> jax.Array:
+    """The ``count`` of the :class:`ScaleByBoundedAdamState` inside ``core_state``."""
+    found = [
+        s for s in jax.tree_util.tree_leaves(
+            core_state, is_leaf=lambda x: isinstance(x, ScaleByBoundedAdamState))
+        if isinstance(s, ScaleByBoundedAdamState)
+    ]
+    if len(found) != 1:
+        raise ValueError(
+            f"expected one ScaleByBoundedAdamState in the core's state, found {len(found)}."
+        )
+    return found[0].count
 
 
 def with_weight_decay(
@@ -653,11 +753,43 @@ def with_weight_decay(
     Coupled L2 adds ``wd_t * theta`` to the gradient before the core (the
     decay term with a learning rate of 1); decoupled decay adds
     ``wd_t * lr_t * theta`` to the core's step, as in AdaMod.
+
+    The result behaves as ``optax.chain(decay, core, optax.scale(-1.0))``
+    (coupled) or ``optax.chain(core, decay, optax.scale(-1.0))`` (decoupled),
+    and its state is that chain's tuple, but the decay keeps no counter: it
+    evaluates its schedules at the ``count`` of the core's
+    :class:`ScaleByBoundedAdamState` (before the update), so the optimizer's
+    state holds exactly one ``count``.
     """
-    if mode == "coupled":
-        return optax.chain(
-            add_decoupled_weight_decay(weight_decay, 1.0, mask), core, optax.scale(-1.0)
-        )
-    return optax.chain(
-        core, add_decoupled_weight_decay(weight_decay, learning_rate, mask), optax.scale(-1.0)
-    )
+    _base.check_range("weight_decay", weight_decay, low=0.0)
+    _base.check_learning_rate(learning_rate)
+    coupled = mode == "coupled"
+    decay = _decay(weight_decay, 1.0 if coupled else learning_rate)
+    if mask is not None:
+        _base.check_mask(mask)
+        decay = optax.masked(decay, mask)
+    core = optax.with_extra_args_support(core)
+    descend = optax.scale(-1.0)
+
+    def init_fn(params):
+        states = (decay.init(params), core.init(params))
+        return (*(states if coupled else states[::-1]), descend.init(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if coupled:
+            decay_state, core_state, descend_state = state
+        else:
+            core_state, decay_state, descend_state = state
+        count = _core_count(core_state)
+        decay_args = {**extra_args, "count": count}
+        if coupled:
+            updates, decay_state = decay.update(updates, decay_state, params, **decay_args)
+        updates, core_state = core.update(updates, core_state, params, **extra_args)
+        if not coupled:
+            updates, decay_state = decay.update(updates, decay_state, params, **decay_args)
+        updates, descend_state = descend.update(updates, descend_state, params)
+        if coupled:
+            return updates, (decay_state, core_state, descend_state)
+        return updates, (core_state, decay_state, descend_state)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -151,13 +151,15 @@ def diffgrad(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Optional[Any] = None,
     weight_decay: optax.ScalarOrSchedule = 0.0,
     mask: Optional[Any] = None,
     *,
     weight_decay_mode: WeightDecayMode = "coupled",
     friction_version: int = 0,
-    mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    nesterov: bool = False,
     fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""DiffGrad: Adam with its momentum damped where the gradient barely changes.
@@ -182,17 +184,24 @@ def diffgrad(
     The chain is :func:`with_friction` around :func:`scale_by_bounded_adam`
     (no rate bound), weight decay and ``optax.scale(-1.0)``.
 
+    The positional arguments are ``optax.adamw``'s, in its order, and mean
+    the same; ``weight_decay_mode`` and ``friction_version`` are keyword-only,
+    ``weight_decay`` defaults to 0 (coupled L2 by default, as released) and
+    ``nesterov=True`` is refused.
+
     Args:
       learning_rate: a non-negative float or an optax schedule.
       b1: decay of the first moment, in [0, 1).
       b2: decay of the second moment, in [0, 1).
       eps: added to the (uncorrected) ``sqrt(v_t)``, >= 0.
+      eps_root: added to ``v_t`` inside the square root, >= 0 (0: as released).
+      mu_dtype: storage dtype of the first moment.
       weight_decay: non-negative float or schedule.
       mask: where weight decay applies, as in ``optax.adamw``.
       weight_decay_mode: ``"coupled"`` (L2, as released) or ``"decoupled"``.
       friction_version: 0 (DiffGrad), 1 or 2; see :func:`with_friction`.
-      mu_dtype: storage dtype of the first moment.
       nu_dtype: storage dtype of the second moment.
+      nesterov: only ``False`` is accepted (``optax.adamw`` compatibility).
       fast_path: how the step is compiled (``"auto"``, ``"recompute"`` or
         ``"plain"``; speed and memory only), see :func:`scale_by_bounded_adam`.
 
@@ -219,11 +228,12 @@ def diffgrad(
       Optimization Method for Convolutional Neural Networks",
       arXiv:1909.11015, 2019.
     """
+    _base.check_nesterov("diffgrad", nesterov)
     _base.check_weight_decay_mode(weight_decay_mode)
     _base.check_friction_version(friction_version, "friction_version")
     core = with_friction(
         scale_by_bounded_adam(
-            learning_rate, b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+            learning_rate, b1, b2, eps, eps_root, mu_dtype, nu_dtype=nu_dtype,
             fast_path=fast_path,
         ),
         friction_version,
@@ -238,15 +248,17 @@ def diffmod(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,
     b2: float = 0.999,
-    b3: float = _base.B3_DEFAULT,
     eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Optional[Any] = None,
     weight_decay: optax.ScalarOrSchedule = 0.0,
     mask: Optional[Any] = None,
     *,
+    b3: float = _base.B3_DEFAULT,
     len_memory: Optional[float] = None,
     friction_version: int = 0,
-    mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    nesterov: bool = False,
     fast_path: FastPath = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     r"""DiffMod: AdaMod's momental bound with DiffGrad's friction after it.
@@ -272,19 +284,26 @@ def diffmod(
     the step). Here the previous gradient is a copy in the optimizer state, so
     friction really tracks ``g_{t-1} - g_t``.
 
+    The positional arguments are ``optax.adamw``'s, in its order, and mean
+    the same; ``b3``, ``len_memory`` and ``friction_version`` are
+    keyword-only, ``weight_decay`` defaults to 0 and ``nesterov=True`` is
+    refused.
+
     Args:
       learning_rate: a non-negative float or an optax schedule.
       b1: decay of the first moment, in [0, 1).
       b2: decay of the second moment, in [0, 1).
-      b3: decay of the average of learning rates, in [0, 1).
       eps: added to the (uncorrected) ``sqrt(v_t)``, >= 0.
+      eps_root: added to ``v_t`` inside the square root, >= 0 (0: as released).
+      mu_dtype: storage dtype of the first moment.
       weight_decay: decoupled decay, non-negative float or schedule
         (``theta -= wd_t lr_t theta``, as AdaMod).
       mask: where weight decay applies, as in ``optax.adamw``.
+      b3: decay of the average of learning rates, in [0, 1).
       len_memory: alternative spelling of ``b3 = 1 - 1/len_memory`` (>= 1).
       friction_version: 0 (default), 1 or 2; see :func:`with_friction`.
-      mu_dtype: storage dtype of the first moment.
       nu_dtype: storage dtype of the second moment and the rate average.
+      nesterov: only ``False`` is accepted (``optax.adamw`` compatibility).
       fast_path: how the step is compiled (``"auto"``, ``"recompute"`` or
         ``"plain"``; speed and memory only), see :func:`scale_by_bounded_adam`.
 
@@ -311,6 +330,7 @@ def diffmod(
       Dubey et al.: "diffGrad: An Optimization Method for Convolutional Neural
       Networks", arXiv:1909.11015, 2019.
     """
+    _base.check_nesterov("diffmod", nesterov)
     b3 = _base.resolve_b3(b3, len_memory)
     _base.check_friction_version(friction_version, "friction_version")
     core = with_friction(
@@ -319,8 +339,9 @@ def diffmod(
             b1,
             b2,
             eps,
+            eps_root,
+            mu_dtype,
             rate_transform=scale_by_momental_bound(b3, dtype=nu_dtype),
-            mu_dtype=mu_dtype,
             nu_dtype=nu_dtype,
             fast_path=fast_path,
         ),

@@ -243,6 +243,9 @@ def _compiled(name: str, cfg: Config):
         return _CACHE[key]
     arms = {**optimizers(cfg), **optimizers(cfg, b3_sweep=True)}
     tx, lr = arms[name]
+    # AdaMod's state records its hyperparameters; optax.adam's does not, so the
+    # diagnostics get the values optimizers() built it with (optax.adam's defaults).
+    rate_kw = {} if name.startswith("AdaMod") else dict(learning_rate=lr, b2=0.999, eps=1e-8)
 
     @jax.jit
     def step(params, state, batch):
@@ -250,8 +253,8 @@ def _compiled(name: str, cfg: Config):
         updates, state = tx.update(grads, state, params)
         params = optax.apply_updates(params, updates)
         # 0.25-decade bins from 1e-6 to 1e7 (Adam's largest rates reach lr / eps = 1e6)
-        summary = learning_rate_summary(state, lr, grads=grads, num_bins=52,
-                                        log10_min=-6.0, log10_max=7.0)
+        summary = learning_rate_summary(state, grads=grads, num_bins=52,
+                                        log10_min=-6.0, log10_max=7.0, **rate_kw)
         return params, state, loss, summary
 
     @jax.jit

@@ -6,8 +6,10 @@ the compiler's memory analysis, not from timings. For every optimizer and
 ``fast_path`` it prints the number of loop fusions, ``copy`` instructions and
 while loops in the entry computation, and the temporary buffer size in units
 of one parameter array (a kept fast path has 0; a materialised rate array
-costs 1 per leaf). ``--show-copies`` prints the copy instructions themselves
-(DiffGrad's previous gradient).
+costs 1 per leaf). Kernels and copies are counted when their output has the
+size of a leaf (scalars and the small hyperparameter record are left out).
+``--show-copies`` prints the copy instructions themselves (DiffGrad's
+previous gradient).
 
     python -m benchmarks.compiled_step --out bench_out
     python -m benchmarks.compiled_step --show-copies diffgrad
@@ -83,9 +85,10 @@ def entry(text: str) -> str:
 def summary(compiled, n=N) -> dict:
     text = entry(compiled.as_text())
     stats = compiled.memory_analysis()
+    leaf = rf"= f\w+\[{n}\]\S* "  # an array the size of a leaf
     return {
-        "fusions": len(re.findall(r"= f\w+\[\d+\]\S* fusion\(", text)),
-        "copies": len(re.findall(r"= f\w+\[\d+\]\S* copy\(", text)),
+        "fusions": len(re.findall(leaf + r"fusion\(", text)),
+        "copies": len(re.findall(leaf + r"copy\(", text)),
         "while": text.count(" while("),
         "temp_arrays": None if stats is None else stats.temp_size_in_bytes / (n * 4),
     }

@@ -80,10 +80,14 @@ batch = _charlm.sample_batches(corpus.train, np.random.default_rng(0), 1, cfg)[0
 grads = jax.grad(_charlm.loss_fn)(params, batch, cfg)
 
 rows = []
-for name, tx in {"Adam": optax.adam(cfg.lr), "AdaMod": adamod_optax.adamod(cfg.lr)}.items():
+# AdaMod's state records the hyperparameters its step used; optax.adam's does not,
+# so its learning rate, b2 and eps are passed (the values it was built with).
+adam_hyper = dict(learning_rate=cfg.lr, b2=0.999, eps=1e-8)
+for name, tx, hyper in [("Adam", optax.adam(cfg.lr), adam_hyper),
+                        ("AdaMod", adamod_optax.adamod(cfg.lr), {})]:
     state = tx.init(params)
     _, state = tx.update(grads, state, params)
-    s = adamod_optax.learning_rate_summary(state, cfg.lr, grads=grads, quantiles=(0.5, 0.99))
+    s = adamod_optax.learning_rate_summary(state, grads=grads, quantiles=(0.5, 0.99), **hyper)
     q = dict(zip((0.5, 0.99), np.asarray(s.quantiles)))
     rows.append(f"| {name} | {q[0.5]:.3g} | {q[0.99]:.3g} | {float(s.maximum):.3g} | "
                 f"{float(s.fraction_bounded):.3f} | {int(s.num_counted):,} |")

@@ -1,10 +1,16 @@
-"""Test configuration: float64 on, so references can be compared at 1e-9."""
+"""Test configuration: float64 on, so references can be compared at 1e-9.
+
+``ADAMOD_OPTAX_TEST_X64=0`` runs with JAX's default configuration instead (float64 off),
+the one users run; tests/repository/test_x64_off.py runs the dtype, property,
+composition, compatibility and diagnostics tests that way in a subprocess.
+"""
 
 import os
 
 import jax
 
-jax.config.update("jax_enable_x64", True)
+X64 = os.environ.get("ADAMOD_OPTAX_TEST_X64", "1") != "0"
+jax.config.update("jax_enable_x64", X64)
 
 SMOKE = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -180,8 +180,8 @@ def make_family(name, lr, *, base_lr=None, weight_decay=0.0, mask=None, mode="co
         fn = ao.adabound if name == "adabound" else ao.amsbound
         tx = fn(
             lr,
-            FINAL,
-            GAMMA,
+            final_lr=FINAL,
+            gamma=GAMMA,
             weight_decay=weight_decay,
             mask=mask,
             weight_decay_mode=mode,

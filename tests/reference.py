@@ -12,8 +12,10 @@ import numpy as np
 
 
 class _AdaModBase:
-    def __init__(self, b1=0.9, b2=0.999, b3=0.999, eps=1e-8):
-        self.b1, self.b2, self.b3, self.eps = b1, b2, b3, eps
+    def __init__(self, b1=0.9, b2=0.999, b3=0.999, eps=1e-8, eps_root=0.0):
+        # eps_root: added inside the square root, as optax.scale_by_adam does (on v_t in
+        # the released form, on v_hat_t in the paper's); 0 in both published algorithms.
+        self.b1, self.b2, self.b3, self.eps, self.eps_root = b1, b2, b3, eps, eps_root
         self.t = 0
         self.m = self.v = self.s = None
 
@@ -38,7 +40,7 @@ class AdaModReleased(_AdaModBase):
             self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
             self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
             a = lr * np.sqrt(1 - self.b2**t) / (1 - self.b1**t)
-            eta = a / (np.sqrt(self.v[k]) + self.eps)
+            eta = a / (np.sqrt(self.v[k] + self.eps_root) + self.eps)
             self.s[k] = self.b3 * self.s[k] + (1 - self.b3) * eta
             wd = weight_decay if decay_mask is None or decay_mask[k] else 0.0
             if wd != 0:
@@ -50,7 +52,7 @@ class AdaModReleased(_AdaModBase):
         """(eta_t, s_t) of the last step, to check the bound."""
         t = self.t
         a = lr * np.sqrt(1 - self.b2**t) / (1 - self.b1**t)
-        eta = {k: a / (np.sqrt(v) + self.eps) for k, v in self.v.items()}
+        eta = {k: a / (np.sqrt(v + self.eps_root) + self.eps) for k, v in self.v.items()}
         return eta, dict(self.s)
 
 
@@ -66,7 +68,7 @@ class AdaModPaper(_AdaModBase):
             self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
             m_hat = self.m[k] / (1 - self.b1**t)
             v_hat = self.v[k] / (1 - self.b2**t)
-            eta = lr / (np.sqrt(v_hat) + self.eps)
+            eta = lr / (np.sqrt(v_hat + self.eps_root) + self.eps)
             self.s[k] = self.b3 * self.s[k] + (1 - self.b3) * eta
             wd = weight_decay if decay_mask is None or decay_mask[k] else 0.0
             if wd != 0:
@@ -123,9 +125,10 @@ class AdaBound(_FamilyBase):
     BUFFERS = ("m", "v", "vmax")
 
     def __init__(self, base_lr, final_lr=0.1, gamma=1e-3, b1=0.9, b2=0.999, eps=1e-8,
-                 amsbound=False):
+                 amsbound=False, eps_root=0.0):
         self.base_lr, self.final_lr, self.gamma = base_lr, final_lr, gamma
         self.b1, self.b2, self.eps, self.amsbound = b1, b2, eps, amsbound
+        self.eps_root = eps_root
 
     def step(self, params, grads, lr, weight_decay=0.0, decay_mask=None, decoupled=False):
         t = self._start(params)
@@ -137,7 +140,7 @@ class AdaBound(_FamilyBase):
             if self.amsbound:
                 self.vmax[k] = np.maximum(self.vmax[k], self.v[k])
                 v = self.vmax[k]
-            eta = a / (np.sqrt(v) + self.eps)
+            eta = a / (np.sqrt(v + self.eps_root) + self.eps)
             final = self.final_lr * lr / self.base_lr
             lower = final * (1 - 1 / (self.gamma * t + 1))
             upper = final * (1 + 1 / (self.gamma * t))

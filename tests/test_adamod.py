@@ -279,3 +279,35 @@ def test_weight_decay_needs_params():
         tx.update(jnp.ones(3), tx.init(p))
     tx0 = ao.adamod(1e-3)  # no decay: params are optional
     tx0.update(jnp.ones(3), tx0.init(p))
+
+
+@pytest.mark.parametrize("algorithm", ["released", "paper"])
+def test_eps_root_matches_reference(algorithm):
+    """eps_root sits inside the square root as in optax.scale_by_adam (released form: on v_t,
+    paper form: on v_hat_t), checked against the NumPy reference with non-default b1/b2/eps."""
+    from tests.helpers import compare_with_reference
+    from tests.reference import AdaModPaper
+
+    hp = dict(b1=0.8, b2=0.99, eps=1e-6, eps_root=1e-4)
+    tx = ao.adamod(WARMUP_DECAY, **hp, b3=0.9, algorithm=algorithm, weight_decay=1e-2)
+    ref = (AdaModReleased if algorithm == "released" else AdaModPaper)(b3=0.9, **hp)
+    dev, _, _ = compare_with_reference(
+        tx, ref, WARMUP_DECAY, tree_name="nested", steps=200, weight_decay=1e-2
+    )
+    assert dev <= TOL
+    # eps_root really acts: the reference without it ends elsewhere.
+    ref0 = (AdaModReleased if algorithm == "released" else AdaModPaper)(
+        b3=0.9, **{**hp, "eps_root": 0.0})
+    dev0, _, _ = compare_with_reference(
+        tx, ref0, WARMUP_DECAY, tree_name="nested", steps=200, weight_decay=1e-2
+    )
+    assert dev0 > 1e-4
+
+
+def test_eps_root_zero_is_the_release_bit_for_bit():
+    p = jax.tree.map(jnp.asarray, TREES["nested"])
+    g = unflat(closed_loop_grad(flat(TREES["nested"]), 3), p)
+    a, b = ao.adamod(1e-2), ao.adamod(1e-2, eps_root=0.0)
+    ua, _ = a.update(g, a.init(p), p)
+    ub, _ = b.update(g, b.init(p), p)
+    chex.assert_trees_all_equal(ua, ub)

@@ -145,10 +145,18 @@ def test_upper_or_lower_only():
     ]:
         tx = ao.clip_by_dynamic_bound(2.0, 0.1, 0.5, lower=lower, upper=upper)
         s = tx.init(rates)
-        s = s._replace(count=jnp.asarray(9, jnp.int32))
-        out, s = tx.update(rates, s)
+        out, s = tx.update(rates, s, count=jnp.asarray(9, jnp.int32))  # update 10: t = 10
         np.testing.assert_allclose(np.asarray(out["r"]), want, rtol=1e-14)
-        assert int(s.count) == 10
+        # the state records the bounds it applied (for the diagnostics), no counter
+        np.testing.assert_allclose([s.lower, s.upper], [lo if lower else 0.0,
+                                                        hi if upper else np.inf], rtol=1e-14)
+
+
+def test_clip_by_dynamic_bound_needs_the_count():
+    tx = ao.clip_by_dynamic_bound(1e-3)
+    rates = {"r": jnp.ones(2)}
+    with pytest.raises(ValueError, match="count"):
+        tx.update(rates, tx.init(rates))
 
 
 # --- schedules and base_lr ----------------------------------------------------------------------
@@ -345,3 +353,16 @@ def test_len_memory_and_defaults():
     chex.assert_trees_all_equal(ua, ub)
     for fn in (ao.adabound, ao.amsbound, ao.diffgrad, ao.diffmod):
         fn(1e-3, b1=0.0, eps=0.0)
+
+
+@pytest.mark.parametrize("amsbound", [False, True])
+def test_eps_root_matches_reference(amsbound):
+    from tests.helpers import compare_with_reference
+    from tests.reference import AdaBound
+
+    fn = ao.amsbound if amsbound else ao.adabound
+    tx = fn(1e-3, 0.8, 0.99, 1e-6, 1e-5, final_lr=FINAL, gamma=GAMMA)
+    ref = AdaBound(1e-3, FINAL, GAMMA, b1=0.8, b2=0.99, eps=1e-6, eps_root=1e-5,
+                   amsbound=amsbound)
+    dev, _, _ = compare_with_reference(tx, ref, 1e-3, tree_name="nested", steps=300)
+    assert dev <= TOL

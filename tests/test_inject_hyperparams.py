@@ -68,7 +68,14 @@ def test_hyperparam_dtype_float32_trains_bf16_and_equals_the_plain_alias():
     p_plain, s_plain = _train(plain, params, loss)
     assert float(loss(p_inj)) < 0.5 * float(loss(params))
     chex.assert_trees_all_equal(p_inj, p_plain)
-    chex.assert_trees_all_equal(s_inj.inner_state, s_plain)
+    # the moments and rate average are bit-identical; the recorded hyperparameters are the
+    # float32 values inject_hyperparams passed (what the step used), the plain ones exact
+    core_inj, core_plain = s_inj.inner_state[0], s_plain[0]
+    chex.assert_trees_all_equal(core_inj._replace(rate_hyperparams=None),
+                                core_plain._replace(rate_hyperparams=None))
+    chex.assert_trees_all_close(core_inj.rate_hyperparams, core_plain.rate_hyperparams,
+                                rtol=1e-7)
+    chex.assert_trees_all_equal(s_inj.inner_state[1:], s_plain[1:])
     chex.assert_trees_all_equal_dtypes(p_inj, params)
     assert s_inj.hyperparams["b3"].dtype == jnp.float32
     assert float(s_inj.hyperparams["b3"]) == pytest.approx(0.9, rel=1e-7)

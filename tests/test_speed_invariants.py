@@ -165,8 +165,10 @@ def test_chain_bounds_equals_optax_chain():
     rates = {"w": jnp.linspace(1e-4, 1e-1, 7), "b": None}
     s1, s2 = ours.init(rates), theirs.init(rates)
     assert jax.tree.structure(s1) == jax.tree.structure(s2)  # checkpoints interchangeable
-    for _ in range(3):
-        (b1, s1), (b2, s2) = ours.update(rates, s1), theirs.update(rates, s2)
+    for k in range(3):
+        count = jnp.asarray(k, jnp.int32)  # the core passes its step count to the bounds
+        (b1, s1), (b2, s2) = ours.update(rates, s1, count=count), theirs.update(
+            rates, s2, count=count)
         assert np.asarray(b1["w"]).tobytes() == np.asarray(b2["w"]).tobytes()
     with pytest.raises(TypeError, match="RateBound"):
         ao.chain_bounds(optax.identity())
