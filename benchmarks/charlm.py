@@ -380,8 +380,11 @@ def unigram_entropy(ids: np.ndarray) -> float:
 # --------------------------------------------------------------------------- #
 
 
-def plot_curves(results: dict[str, Any], path: str) -> str:
-    """Train loss (smoothed), validation loss and the largest effective rate vs step."""
+def plot_curves(results: dict[str, Any], path: str, title_prefix: str = "") -> str:
+    """Train loss (smoothed), validation loss and the largest effective rate vs step.
+
+    ``title_prefix`` goes in front of the figure title (the notebooks put the
+    smoke-mode label there)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -409,7 +412,7 @@ def plot_curves(results: dict[str, Any], path: str) -> str:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
-    fig.suptitle(results["title"] + " (median over seeds, range shaded)")
+    fig.suptitle(title_prefix + results["title"] + " (median over seeds, range shaded)")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -417,7 +420,8 @@ def plot_curves(results: dict[str, Any], path: str) -> str:
     return path
 
 
-def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0) -> str:
+def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0,
+                    title_prefix: str = "") -> str:
     """Effective-learning-rate histograms over training, one panel per optimizer.
 
     Colour: fraction of parameters (with a gradient that step) per log10 bin.
@@ -450,7 +454,8 @@ def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0) -> 
         ax.legend(fontsize=8, loc="lower right")
     np.atleast_1d(axes)[0].set_ylabel("log10 effective learning rate\n(end bins: beyond)")
     fig.colorbar(im, ax=axes, label="fraction of parameters")
-    fig.suptitle(f"effective learning rates over training (seed {results['seeds'][seed_index]})")
+    fig.suptitle(title_prefix + "effective learning rates over training "
+                 f"(seed {results['seeds'][seed_index]})")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)

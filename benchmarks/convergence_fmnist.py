@@ -37,6 +37,7 @@ import optax
 
 import adamod_optax
 from benchmarks.datasets import DatasetNotFoundError, load_fashion_mnist
+from benchmarks.smoke import label as smoke_label
 from benchmarks.smoke import smoke_requested
 
 LEARNING_RATES = (0.1, 0.01, 0.001)
@@ -397,8 +398,9 @@ def notebook_setup() -> NotebookSetup:
     epochs = SMOKE_EPOCHS if smoke else EPOCHS
     seeds = (0, 1) if smoke else SEEDS
     data = load_data(smoke=smoke)
-    print(f"{'smoke' if smoke else 'full'} mode: {data.x_train.shape[0]} training images, "
-          f"{data.x_test.shape[0]} test images, {epochs} epochs, seeds {seeds}")
+    print(smoke_label(f"{'smoke' if smoke else 'full'} mode: {data.x_train.shape[0]} training "
+                      f"images, {data.x_test.shape[0]} test images, {epochs} epochs, seeds {seeds}",
+                      smoke))
     return NotebookSetup(smoke, epochs, seeds, data)
 
 
