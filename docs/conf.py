@@ -30,7 +30,9 @@ ROOT = DOCS.parent
 # training cell at its tiny smoke size: the pages show the committed full-run
 # results from docs/results/ beside the clearly labelled smoke output.
 os.environ["ADAMOD_SMOKE"] = "1"
-os.environ["MPLBACKEND"] = "Agg"
+# The inline backend, whatever the caller's MPLBACKEND: figures then become
+# cell outputs (with Agg, plt.show() would display nothing).
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 _pythonpath = os.environ.get("PYTHONPATH", "")
 if str(ROOT) not in _pythonpath.split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), _pythonpath) if p)
@@ -38,7 +40,7 @@ if str(ROOT) not in _pythonpath.split(os.pathsep):
 # -- Project information -------------------------------------------------------
 project = "adamod-optax"
 author = "adamod-optax developers"
-copyright = "2026, adamod-optax developers"  # noqa: A001
+copyright = "2026, adamod-optax developers"
 release = adamod_optax.__version__
 version = release
 
@@ -117,7 +119,7 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
     try:
         with urllib.request.urlopen(url + "objects.inv", timeout=timeout) as response:
             return response.status == 200
-    except Exception:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception:  # any failure means "not reachable"
         return False
 
 
@@ -137,7 +139,8 @@ intersphinx_timeout = 10
 # -- Local extension: every public name must have an API entry ------------------------
 def _load_local_extension(name: str):
     """Imports docs/_ext/<name>.py by file path (no sys.path edits)."""
-    spec = importlib.util.spec_from_file_location(f"adamod_docs_{name}", DOCS / "_ext" / f"{name}.py")
+    path = DOCS / "_ext" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"adamod_docs_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
