@@ -317,16 +317,18 @@ def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
     trained with the same config and seeds (training is deterministic for
     the same code on the same machine); those arms are not trained again.
     """
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # progress bar is optional here (the demo requires it)
-        progress = False
+    class _NoBar:
+        def __init__(self, *a, **k):
+            pass
 
-        class tqdm:
-            def __init__(self, *a, **k):
-                pass
+        update = set_postfix_str = close = lambda self, *a, **k: None
 
-            update = set_postfix_str = close = lambda self, *a, **k: None
+    tqdm = _NoBar
+    if progress:  # not imported otherwise: tqdm.auto warns in a kernel without ipywidgets
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # progress bar is optional here (the demo requires it)
+            progress = False
 
     corpus = make_corpus(text if text is not None else load_shakespeare(),
                          max_chars=cfg.max_chars)

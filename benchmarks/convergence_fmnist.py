@@ -37,6 +37,7 @@ import optax
 
 import adamod_optax
 from benchmarks.datasets import DatasetNotFoundError, load_fashion_mnist
+from benchmarks.smoke import LABEL as SMOKE_LABEL
 from benchmarks.smoke import label as smoke_label
 from benchmarks.smoke import smoke_requested
 
@@ -55,6 +56,8 @@ SMOKE_TRAIN, SMOKE_TEST, SMOKE_EPOCHS = 2048, 1000, 2
 
 
 def _log(message: str) -> None:
+    if smoke_requested():  # smoke-size numbers never appear unlabelled
+        message = f"[{SMOKE_LABEL}] {message.strip()}"
     print(message, flush=True)
 
 

@@ -70,6 +70,15 @@ autosummary_generate = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"exclude-members": "__new__, __init__, count, index"}
+# Keep optax's and chex's type aliases as names in signatures instead of the
+# unions they stand for (the modules use `from __future__ import annotations`).
+autodoc_type_aliases = {
+    name: name
+    for name in (
+        "optax.ScalarOrSchedule", "optax.Params", "optax.Updates", "optax.OptState",
+        "optax.Schedule", "chex.Array", "chex.Numeric", "chex.ArrayTree",
+    )
+}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
@@ -88,6 +97,8 @@ nb_execution_show_tb = True
 # committed results without executing anything.
 nb_execution_excludepatterns: list[str] = []
 nb_merge_streams = True
+# Markdown displayed by the notebooks (result tables) is parsed as MyST, which has tables.
+nb_render_markdown_format = "myst"
 
 # -- HTML ----------------------------------------------------------------------------
 html_theme = "sphinx_book_theme"

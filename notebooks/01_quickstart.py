@@ -99,8 +99,8 @@ for name, tx in [("AdaMod", adamod_optax.adamod(0.1)), ("Adam", optax.adam(0.1))
 params, state, _ = minimise(adamod_optax.adamod(0.1))
 core = state[0]
 print(type(core).__name__, core._fields)
-print("step count:", int(core.count))
-print("rate average s_t per parameter:", core.rate_state.rate_avg)
+print(f"{MARK}step count:", int(core.count))
+print(f"{MARK}rate average s_t per parameter:", core.rate_state.rate_avg)
 
 # %% [markdown]
 # ## 2. Inside `optax.chain`
