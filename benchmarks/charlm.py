@@ -414,7 +414,8 @@ def plot_curves(results: dict[str, Any], path: str, title_prefix: str = "") -> s
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
-    fig.suptitle(title_prefix + results["title"] + " (median over seeds, range shaded)")
+    fig.suptitle(title_prefix + results["title"] + " (median over seeds, range shaded)",
+                 color="crimson" if title_prefix else None)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -457,7 +458,8 @@ def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0,
     np.atleast_1d(axes)[0].set_ylabel("log10 effective learning rate\n(end bins: beyond)")
     fig.colorbar(im, ax=axes, label="fraction of parameters")
     fig.suptitle(title_prefix + "effective learning rates over training "
-                 f"(seed {results['seeds'][seed_index]})")
+                 f"(seed {results['seeds'][seed_index]})",
+                 color="crimson" if title_prefix else None)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)

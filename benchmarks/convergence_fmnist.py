@@ -359,7 +359,8 @@ def plot_lr(results: dict, path: str | None = None, title: str = ""):
 
 def _finish_figure(fig, path: str | None, title: str):
     if title:
-        fig.suptitle(title, fontsize=10)
+        smoke = title.startswith(SMOKE_LABEL)  # make the smoke label stand out
+        fig.suptitle(title, fontsize=12 if smoke else 10, color="crimson" if smoke else None)
     fig.tight_layout()
     if path:
         fig.savefig(path)

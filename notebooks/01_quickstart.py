@@ -183,7 +183,8 @@ ax.set_xlabel("step")
 ax.set_ylabel("|update|")
 ax.set_yscale("log")
 ax.legend()
-ax.set_title(MARK.replace(" | ", "\n") + "Cosine schedule: Adam vs AdaMod step size")
+ax.set_title(MARK.replace(" | ", "\n") + "Cosine schedule: Adam vs AdaMod step size",
+             color="crimson" if SMOKE else None)
 fig.tight_layout()
 
 # %% [markdown]
