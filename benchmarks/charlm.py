@@ -457,10 +457,13 @@ def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0,
         ax.legend(fontsize=8, loc="lower right")
     np.atleast_1d(axes)[0].set_ylabel("log10 effective learning rate\n(end bins: beyond)")
     fig.colorbar(im, ax=axes, label="fraction of parameters")
+    # A two-line title (smoke label first) goes above the panels' titles; the saved
+    # figure then grows to hold it.
     fig.suptitle(title_prefix + "effective learning rates over training "
                  f"(seed {results['seeds'][seed_index]})",
-                 color="crimson" if title_prefix else None)
+                 color="crimson" if title_prefix else None,
+                 y=1.06 if title_prefix else 0.98)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight" if title_prefix else None)
     plt.close(fig)
     return path

@@ -68,6 +68,8 @@ root_doc = "index"
 # -- autodoc / autosummary / napoleon -------------------------------------------
 autosummary_generate = True
 autodoc_member_order = "bysource"
+# The right-hand "Contents" column lists sections only, not every documented attribute.
+toc_object_entries = False
 autodoc_typehints = "signature"
 autodoc_default_options = {"exclude-members": "__new__, __init__, count, index"}
 # Keep optax's and chex's type aliases as names in signatures instead of the
