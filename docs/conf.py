@@ -18,6 +18,8 @@ import os
 import pathlib
 import urllib.request
 
+import sphinx.util.inspect
+
 import adamod_optax
 
 DOCS = pathlib.Path(__file__).resolve().parent
@@ -81,6 +83,15 @@ autodoc_type_aliases = {
         "optax.Schedule", "chex.Array", "chex.Numeric", "chex.ArrayTree",
     )
 }
+
+
+def _alias_repr(self) -> str:
+    return self.name
+
+
+# Sphinx prints an alias inside Optional[...] / unions with its placeholder's repr,
+# "TypeAliasForwardRef('optax.ScalarOrSchedule')"; print the alias name instead.
+sphinx.util.inspect.TypeAliasForwardRef.__repr__ = _alias_repr
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
