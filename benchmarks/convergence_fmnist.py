@@ -37,6 +37,8 @@ import optax
 
 import adamod_optax
 from benchmarks.datasets import DatasetNotFoundError, load_fashion_mnist
+from benchmarks.smoke import LABEL as SMOKE_LABEL
+from benchmarks.smoke import label as smoke_label
 from benchmarks.smoke import smoke_requested
 
 LEARNING_RATES = (0.1, 0.01, 0.001)
@@ -54,6 +56,8 @@ SMOKE_TRAIN, SMOKE_TEST, SMOKE_EPOCHS = 2048, 1000, 2
 
 
 def _log(message: str) -> None:
+    if smoke_requested():  # smoke-size numbers never appear unlabelled
+        message = f"[{SMOKE_LABEL}] {message.strip()}"
     print(message, flush=True)
 
 
@@ -355,7 +359,8 @@ def plot_lr(results: dict, path: str | None = None, title: str = ""):
 
 def _finish_figure(fig, path: str | None, title: str):
     if title:
-        fig.suptitle(title, fontsize=10)
+        smoke = title.startswith(SMOKE_LABEL)  # make the smoke label stand out
+        fig.suptitle(title, fontsize=12 if smoke else 10, color="crimson" if smoke else None)
     fig.tight_layout()
     if path:
         fig.savefig(path)
@@ -397,8 +402,9 @@ def notebook_setup() -> NotebookSetup:
     epochs = SMOKE_EPOCHS if smoke else EPOCHS
     seeds = (0, 1) if smoke else SEEDS
     data = load_data(smoke=smoke)
-    print(f"{'smoke' if smoke else 'full'} mode: {data.x_train.shape[0]} training images, "
-          f"{data.x_test.shape[0]} test images, {epochs} epochs, seeds {seeds}")
+    print(smoke_label(f"{'smoke' if smoke else 'full'} mode: {data.x_train.shape[0]} training "
+                      f"images, {data.x_test.shape[0]} test images, {epochs} epochs, seeds {seeds}",
+                      smoke))
     return NotebookSetup(smoke, epochs, seeds, data)
 
 
