@@ -37,6 +37,8 @@ import optax
 
 import adamod_optax
 from benchmarks.datasets import DatasetNotFoundError, load_fashion_mnist
+from benchmarks.mlp import mlp_logits, mlp_loss
+from benchmarks.report import cpu_model
 from benchmarks.smoke import LABEL as SMOKE_LABEL
 from benchmarks.smoke import label as smoke_label
 from benchmarks.smoke import smoke_requested
@@ -100,16 +102,6 @@ def init_mlp(key: jax.Array, sizes: Sequence[int] = (784, HIDDEN, 10)):
     return params
 
 
-def mlp(params, x):
-    for layer in params[:-1]:
-        x = jax.nn.relu(x @ layer["w"] + layer["b"])
-    return x @ params[-1]["w"] + params[-1]["b"]
-
-
-def loss_fn(params, x, y):
-    return optax.softmax_cross_entropy_with_integer_labels(mlp(params, x), y).mean()
-
-
 def make_train(make_tx: Callable[[jax.Array], optax.GradientTransformation], epochs: int,
                batch_size: int = BATCH_SIZE):
     """``train(keys, values, data) -> (train_loss, test_acc)``, each ``[values, seeds, epochs]``.
@@ -134,14 +126,14 @@ def make_train(make_tx: Callable[[jax.Array], optax.GradientTransformation], epo
 
         def step(carry, idx):
             params, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params, data.x_train[idx], data.y_train[idx])
+            loss, grads = jax.value_and_grad(mlp_loss)(params, data.x_train[idx], data.y_train[idx])
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
         def epoch(carry, k):
             order = jax.random.permutation(k, n)[: steps * batch_size].reshape(steps, batch_size)
             carry, losses = jax.lax.scan(step, carry, order)
-            logits = mlp(carry[0], data.x_test)
+            logits = mlp_logits(carry[0], data.x_test)
             acc = jnp.mean(jnp.argmax(logits, -1) == data.y_test)
             return carry, (losses.mean(), acc)
 
@@ -194,21 +186,10 @@ def fmt(values: Sequence[float]) -> str:
     return f"{100 * s['median']:.1f} ({100 * s['mean']:.1f} ± {100 * s['std']:.1f})"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
     return {
         "platform": platform.platform(),
-        "processor": _cpu_model(),
+        "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
         "device": str(jax.devices()[0]),
         "jax": jax.__version__,
