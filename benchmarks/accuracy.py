@@ -1,4 +1,6 @@
-"""Measure how closely every optimizer reproduces its reference, as reported in README.
+"""Measure how closely every optimizer reproduces its reference.
+
+The figures are quoted on the results page (docs/guides/results.md).
 
 Two comparisons, both over 1000 float64 steps of a closed-loop problem, reported as
 max |theta_package - theta_reference| / max |theta_reference - theta_0| (per leaf, worst case):

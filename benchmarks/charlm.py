@@ -320,16 +320,18 @@ def run(cfg: Config, seeds: Sequence[int], *, text: Optional[str] = None,
     trained with the same config and seeds (training is deterministic for
     the same code on the same machine); those arms are not trained again.
     """
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # progress bar is optional here (the demo requires it)
-        progress = False
+    class _NoBar:
+        def __init__(self, *a, **k):
+            pass
 
-        class tqdm:
-            def __init__(self, *a, **k):
-                pass
+        update = set_postfix_str = close = lambda self, *a, **k: None
 
-            update = set_postfix_str = close = lambda self, *a, **k: None
+    tqdm = _NoBar
+    if progress:  # not imported otherwise: tqdm.auto warns in a kernel without ipywidgets
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # progress bar is optional here (the demo requires it)
+            progress = False
 
     corpus = make_corpus(text if text is not None else load_shakespeare(),
                          max_chars=cfg.max_chars)
@@ -383,8 +385,11 @@ def unigram_entropy(ids: np.ndarray) -> float:
 # --------------------------------------------------------------------------- #
 
 
-def plot_curves(results: dict[str, Any], path: str) -> str:
-    """Train loss (smoothed), validation loss and the largest effective rate vs step."""
+def plot_curves(results: dict[str, Any], path: str, title_prefix: str = "") -> str:
+    """Train loss (smoothed), validation loss and the largest effective rate vs step.
+
+    ``title_prefix`` goes in front of the figure title (the notebooks put the
+    smoke-mode label there)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -412,7 +417,8 @@ def plot_curves(results: dict[str, Any], path: str) -> str:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
-    fig.suptitle(results["title"] + " (median over seeds, range shaded)")
+    fig.suptitle(title_prefix + results["title"] + " (median over seeds, range shaded)",
+                 color="crimson" if title_prefix else None)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -420,7 +426,8 @@ def plot_curves(results: dict[str, Any], path: str) -> str:
     return path
 
 
-def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0) -> str:
+def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0,
+                    title_prefix: str = "") -> str:
     """Effective-learning-rate histograms over training, one panel per optimizer.
 
     Colour: fraction of parameters (with a gradient that step) per log10 bin.
@@ -453,8 +460,13 @@ def plot_histograms(results: dict[str, Any], path: str, seed_index: int = 0) -> 
         ax.legend(fontsize=8, loc="lower right")
     np.atleast_1d(axes)[0].set_ylabel("log10 effective learning rate\n(end bins: beyond)")
     fig.colorbar(im, ax=axes, label="fraction of parameters")
-    fig.suptitle(f"effective learning rates over training (seed {results['seeds'][seed_index]})")
+    # A two-line title (smoke label first) goes above the panels' titles; the saved
+    # figure then grows to hold it.
+    fig.suptitle(title_prefix + "effective learning rates over training "
+                 f"(seed {results['seeds'][seed_index]})",
+                 color="crimson" if title_prefix else None,
+                 y=1.06 if title_prefix else 0.98)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight" if title_prefix else None)
     plt.close(fig)
     return path

@@ -1,4 +1,4 @@
-"""Convergence experiments behind the notebooks and the README's Results section.
+"""Convergence experiments behind the notebooks and the results page (docs/guides/results.md).
 
 A thin dispatcher: each task lives in its own module next to this file and is
 imported only when asked for.

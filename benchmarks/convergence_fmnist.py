@@ -37,6 +37,10 @@ import optax
 
 import adamod_optax
 from benchmarks.datasets import DatasetNotFoundError, load_fashion_mnist
+from benchmarks.mlp import mlp_logits, mlp_loss
+from benchmarks.report import cpu_model
+from benchmarks.smoke import LABEL as SMOKE_LABEL
+from benchmarks.smoke import label as smoke_label
 from benchmarks.smoke import smoke_requested
 
 LEARNING_RATES = (0.1, 0.01, 0.001)
@@ -54,6 +58,8 @@ SMOKE_TRAIN, SMOKE_TEST, SMOKE_EPOCHS = 2048, 1000, 2
 
 
 def _log(message: str) -> None:
+    if smoke_requested():  # smoke-size numbers never appear unlabelled
+        message = f"[{SMOKE_LABEL}] {message.strip()}"
     print(message, flush=True)
 
 
@@ -96,16 +102,6 @@ def init_mlp(key: jax.Array, sizes: Sequence[int] = (784, HIDDEN, 10)):
     return params
 
 
-def mlp(params, x):
-    for layer in params[:-1]:
-        x = jax.nn.relu(x @ layer["w"] + layer["b"])
-    return x @ params[-1]["w"] + params[-1]["b"]
-
-
-def loss_fn(params, x, y):
-    return optax.softmax_cross_entropy_with_integer_labels(mlp(params, x), y).mean()
-
-
 def make_train(make_tx: Callable[[jax.Array], optax.GradientTransformation], epochs: int,
                batch_size: int = BATCH_SIZE):
     """``train(keys, values, data) -> (train_loss, test_acc)``, each ``[values, seeds, epochs]``.
@@ -130,14 +126,14 @@ def make_train(make_tx: Callable[[jax.Array], optax.GradientTransformation], epo
 
         def step(carry, idx):
             params, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params, data.x_train[idx], data.y_train[idx])
+            loss, grads = jax.value_and_grad(mlp_loss)(params, data.x_train[idx], data.y_train[idx])
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), loss
 
         def epoch(carry, k):
             order = jax.random.permutation(k, n)[: steps * batch_size].reshape(steps, batch_size)
             carry, losses = jax.lax.scan(step, carry, order)
-            logits = mlp(carry[0], data.x_test)
+            logits = mlp_logits(carry[0], data.x_test)
             acc = jnp.mean(jnp.argmax(logits, -1) == data.y_test)
             return carry, (losses.mean(), acc)
 
@@ -190,21 +186,10 @@ def fmt(values: Sequence[float]) -> str:
     return f"{100 * s['median']:.1f} ({100 * s['mean']:.1f} ± {100 * s['std']:.1f})"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict:
     return {
         "platform": platform.platform(),
-        "processor": _cpu_model(),
+        "processor": cpu_model(),
         "cpu_count": os.cpu_count(),
         "device": str(jax.devices()[0]),
         "jax": jax.__version__,
@@ -355,7 +340,8 @@ def plot_lr(results: dict, path: str | None = None, title: str = ""):
 
 def _finish_figure(fig, path: str | None, title: str):
     if title:
-        fig.suptitle(title, fontsize=10)
+        smoke = title.startswith(SMOKE_LABEL)  # make the smoke label stand out
+        fig.suptitle(title, fontsize=12 if smoke else 10, color="crimson" if smoke else None)
     fig.tight_layout()
     if path:
         fig.savefig(path)
@@ -397,8 +383,9 @@ def notebook_setup() -> NotebookSetup:
     epochs = SMOKE_EPOCHS if smoke else EPOCHS
     seeds = (0, 1) if smoke else SEEDS
     data = load_data(smoke=smoke)
-    print(f"{'smoke' if smoke else 'full'} mode: {data.x_train.shape[0]} training images, "
-          f"{data.x_test.shape[0]} test images, {epochs} epochs, seeds {seeds}")
+    print(smoke_label(f"{'smoke' if smoke else 'full'} mode: {data.x_train.shape[0]} training "
+                      f"images, {data.x_test.shape[0]} test images, {epochs} epochs, seeds {seeds}",
+                      smoke))
     return NotebookSetup(smoke, epochs, seeds, data)
 
 

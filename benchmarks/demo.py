@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import itertools
 import json
 import os
 import sys
@@ -28,6 +27,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from benchmarks.mlp import init_mlp, mlp_logits, mlp_loss
 from benchmarks.report import format_table, summarise
 
 _EXTRA = 'pip install "adamod-optax[demo]"'
@@ -85,24 +85,6 @@ def run_digits(
 
     tqdm = _require("tqdm", "tqdm").tqdm
 
-    def init(key, sizes):
-        params = []
-        for din, dout in itertools.pairwise(sizes):
-            key, sub = jax.random.split(key)
-            params.append({
-                "w": jax.random.normal(sub, (din, dout), jnp.float32) / np.sqrt(din),
-                "b": jnp.zeros((dout,), jnp.float32),
-            })
-        return params
-
-    def logits_fn(params, x):
-        for layer in params[:-1]:
-            x = jax.nn.relu(x @ layer["w"] + layer["b"])
-        return x @ params[-1]["w"] + params[-1]["b"]
-
-    def loss_fn(params, x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(logits_fn(params, x), y).mean()
-
     results: dict[str, Any] = {"task": "digits", "steps": steps, "lr": lr,
                                "batch_size": batch_size, "seeds": list(seeds), "runs": {}}
     names = list(digits_optimizers(lr))
@@ -113,19 +95,19 @@ def run_digits(
         for seed in seeds:
             xtr, ytr, xte, yte = load_digits_split(seed)
             tx = digits_optimizers(lr)[name]
-            params = init(jax.random.PRNGKey(seed), (64, hidden, hidden, 10))
+            params = init_mlp(jax.random.PRNGKey(seed), (64, hidden, hidden, 10))
             state = tx.init(params)
 
             @jax.jit
             def step(params, state, x, y, tx=tx):
-                loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+                loss, grads = jax.value_and_grad(mlp_loss)(params, x, y)
                 updates, state = tx.update(grads, state, params)
                 return optax.apply_updates(params, updates), state, loss
 
             @jax.jit
             def evaluate(params, x, y):
-                logits = logits_fn(params, x)
-                return loss_fn(params, x, y), jnp.mean(jnp.argmax(logits, -1) == y)
+                logits = mlp_logits(params, x)
+                return mlp_loss(params, x, y), jnp.mean(jnp.argmax(logits, -1) == y)
 
             rng = np.random.default_rng(seed)
             curve_steps, train_loss, test_loss, test_acc = [], [], [], []

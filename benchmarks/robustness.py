@@ -1,4 +1,6 @@
-"""Figures behind README "Robustness": NaN/Inf propagation, a 1e5-step scan, low-precision state.
+"""NaN/Inf propagation, a 1e5-step scan, low-precision state.
+
+The figures behind the robustness guide (docs/guides/robustness.md).
 
 Run from the repository root (CPU, about a minute):
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
 import json
 import os
 import platform
@@ -33,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.demo import load_digits_split
+from benchmarks.mlp import init_mlp, mlp_logits, mlp_loss
+from benchmarks.report import cpu_model
 
 PEAK_LR = 1e-3
 WEIGHT_DECAY = 1e-4
@@ -72,15 +73,7 @@ def machine() -> dict[str, Any]:
     import jax
     import optax
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(), "backend": jax.default_backend(),
             "jax": jax.__version__, "optax": optax.__version__,
             "python": platform.python_version()}
@@ -91,23 +84,6 @@ def run(steps: int, seeds: Sequence[int], eval_every: int = 50,
     import jax
     import jax.numpy as jnp
     import optax
-
-    def init(key):
-        sizes = (64, *HIDDEN, 10)
-        params = []
-        for din, dout in itertools.pairwise(sizes):
-            key, sub = jax.random.split(key)
-            params.append({"w": jax.random.normal(sub, (din, dout), jnp.float32) / np.sqrt(din),
-                           "b": jnp.zeros((dout,), jnp.float32)})
-        return params
-
-    def logits_fn(params, x):
-        for layer in params[:-1]:
-            x = jax.nn.relu(x @ layer["w"] + layer["b"])
-        return x @ params[-1]["w"] + params[-1]["b"]
-
-    def loss_fn(params, x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(logits_fn(params, x), y).mean()
 
     results: dict[str, Any] = {
         "task": "digits MLP 64-128-128-10, clip 1.0, masked weight decay, "
@@ -124,7 +100,7 @@ def run(steps: int, seeds: Sequence[int], eval_every: int = 50,
         def chunk(params, state, xs, ys, tx=tx):
             def body(carry, batch):
                 p, s = carry
-                loss, grads = jax.value_and_grad(loss_fn)(p, *batch)
+                loss, grads = jax.value_and_grad(mlp_loss)(p, *batch)
                 u, s = tx.update(grads, s, p)
                 return (optax.apply_updates(p, u), s), loss
 
@@ -133,13 +109,13 @@ def run(steps: int, seeds: Sequence[int], eval_every: int = 50,
 
         @jax.jit
         def evaluate(params, x, y):
-            return loss_fn(params, x, y), jnp.mean(jnp.argmax(logits_fn(params, x), -1) == y)
+            return mlp_loss(params, x, y), jnp.mean(jnp.argmax(mlp_logits(params, x), -1) == y)
 
         runs = []
         for seed in seeds:
             xtr, ytr, xte, yte = load_digits_split(seed)
             idx = np.random.default_rng(seed).integers(0, len(xtr), (steps, BATCH))
-            params = init(jax.random.PRNGKey(seed))
+            params = init_mlp(jax.random.PRNGKey(seed), (64, *HIDDEN, 10))
             state = tx.init(params)
             curve = {"step": [], "train_loss": [], "test_loss": [], "test_acc": []}
             t0 = time.perf_counter()

