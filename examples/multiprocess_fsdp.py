@@ -671,6 +671,9 @@ def train(args: argparse.Namespace) -> int:
             if pid == 0:
                 log(f"step {k + 1} loss {loss:.6f}")
         if k + 1 == args.test_pause_save_at_step:
+            # Earlier saves commit in the background: let them finish first, so that the
+            # pause hits this step's commit and not a late one of an earlier step.
+            manager.wait_until_finished()
             arm_pause()
         if manager.should_save(k + 1):  # call it every step (preemption sync protocol)
             jax.block_until_ready(state)
