@@ -171,10 +171,22 @@ def scalar(value: Any, dtype: Any) -> jax.Array:
     return jnp.asarray(value).astype(dtype)
 
 
-def ema(decay: Any, old: jax.Array, new: jax.Array, dtype: Any) -> jax.Array:
-    """``decay * old + (1 - decay) * new`` computed in ``dtype``."""
-    decay = scalar(decay, real_dtype(dtype))
-    return decay * old.astype(dtype) + (1 - decay) * new.astype(dtype)
+def ema_scalars(decay: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """``(decay, 1 - decay)`` as scalars of ``dtype``'s real dtype."""
+    d = scalar(decay, real_dtype(dtype))
+    return d, 1 - d
+
+
+def ema(
+    decay: Any, old: jax.Array, new: jax.Array, dtype: Any,
+    scalars: tuple[jax.Array, jax.Array] | None = None,
+) -> jax.Array:
+    """``decay * old + (1 - decay) * new`` computed in ``dtype``.
+
+    ``scalars`` is ``ema_scalars(decay, dtype)`` when the caller shares them between leaves.
+    """
+    d, one_minus_d = ema_scalars(decay, dtype) if scalars is None else scalars
+    return d * old.astype(dtype) + one_minus_d * new.astype(dtype)
 
 
 def is_none(x: Any) -> bool:

@@ -497,13 +497,10 @@ def scale_by_bounded_adam(
             return scalars[key]
 
         def ema(decay, old, new, dtype):
-            # _base.ema with its scalars shared: decay * old + (1 - decay) * new.
-            def make():
-                d = _base.scalar(decay, _base.real_dtype(dtype))
-                return d, 1 - d
-
-            d, one_minus_d = once(("ema", id(decay), jnp.dtype(dtype)), make)
-            return d * old.astype(dtype) + one_minus_d * new.astype(dtype)
+            # _base.ema with its scalars shared between the leaves of one dtype.
+            shared = once(("ema", id(decay), jnp.dtype(dtype)),
+                          lambda: _base.ema_scalars(decay, dtype))
+            return _base.ema(decay, old, new, dtype, scalars=shared)
 
         def leaf_dtype(g, m, v):
             return _base.compute_dtype(g.dtype, m.dtype, v.dtype)

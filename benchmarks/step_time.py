@@ -58,6 +58,7 @@ import numpy as np
 import optax
 
 import adamod_optax as ao
+from benchmarks.report import cpu_model
 
 LR = 1e-3
 
@@ -325,17 +326,8 @@ def compile_times(shapes, reps=3):
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "backend": jax.default_backend(),
+        "cpu": cpu_model(), "cores": os.cpu_count(), "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
         "optax": optax.__version__, "python": platform.python_version(),
         "loadavg_start": os.getloadavg(),
