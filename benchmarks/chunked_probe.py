@@ -18,11 +18,16 @@ Variants (AdaMod, released form, float32, lr 1e-3, weight decay 1e-4):
 * ``chunked full step``: the loop also writes the params (36 bytes). Not
   expressible as an optax transformation; the upper bound of the idea.
 
-Both are checked bit for bit against ``adamod_optax.adamod`` (3 steps) before
-timing. All contenders run interleaved in one process; medians and the median
-of per-repetition ratios to optax.adamw.
+* ``--groups K ...``: the full step again with at most ``K`` same-size leaves
+  per loop (XLA:CPU runs each in-place slice update on one thread; two cores
+  work only when enough independent leaves share a loop body).
 
-    python -m benchmarks.chunked_probe --out bench_out
+Every variant is checked bit for bit against ``adamod_optax.adamod`` (3 steps)
+before timing. All contenders run interleaved in one process; medians, the
+median of per-repetition ratios to optax.adamw, and "cores busy" (process CPU
+time over wall time while the steps run: 2.0 = both cores of this machine).
+
+    python -m benchmarks.chunked_probe --groups 2 4 --out bench_out
 """
 
 from __future__ import annotations
@@ -50,8 +55,11 @@ def _ema(decay, old, new):
     return decay * old + (1 - decay) * new
 
 
-def make_step(sizes, chunk, full):
-    """A donated step ``(params, state, grads)`` on lists of flat float32 leaves."""
+def make_step(sizes, chunk, full, group=None):
+    """A donated step ``(params, state, grads)`` on lists of flat float32 leaves.
+
+    ``group``: at most this many same-size leaves per loop (default: all of them).
+    """
 
     def groups():
         by_size, plain = {}, []
@@ -60,7 +68,11 @@ def make_step(sizes, chunk, full):
                 plain.append(i)
             else:
                 by_size.setdefault(n, []).append(i)
-        return by_size, plain
+        loops = []
+        for n, leaves in by_size.items():
+            k = group or len(leaves)
+            loops.extend((n, leaves[j:j + k]) for j in range(0, len(leaves), k))
+        return loops, plain
 
     def step(p, st, g):
         count, m, v, s, wd_count = st
@@ -100,8 +112,8 @@ def make_step(sizes, chunk, full):
             return mb, vb, sb, pb
 
         bufs = {i: (m[i], v[i], s[i]) + ((p[i],) if full else ()) for i in range(len(g))}
-        by_size, plain = groups()
-        for n, leaves in by_size.items():
+        loops, plain = groups()
+        for n, leaves in loops:
             iters = n // chunk
 
             def body(k, carry, leaves=leaves, n=n):
@@ -155,6 +167,8 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=16384)
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--inner", type=int, default=5)
+    ap.add_argument("--groups", type=int, nargs="*", default=[],
+                    help="also run the full step with at most this many leaves per loop")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     shapes = gpt2_like_shapes() if args.size == "gpt2" else {"w": (int(float(args.size)),)}
@@ -169,6 +183,9 @@ def main(argv=None) -> int:
         "chunked state": (make_step(sizes, args.chunk, False), init),
         "chunked full step": (make_step(sizes, args.chunk, True), init),
     }
+    for k in args.groups:
+        contenders[f"chunked full step, <= {k} leaves per loop"] = (
+            make_step(sizes, args.chunk, True, k), init)
     compiled, compile_s, runs = {}, {}, {}
     for name, (step, init_fn) in contenders.items():
         p = zeros()
@@ -179,7 +196,7 @@ def main(argv=None) -> int:
     # Bit identity against the package over 3 steps, from the same start.
     ref = None
     identical = {}
-    for name in ("adamod (package)", "chunked state", "chunked full step"):
+    for name in [n for n in contenders if n != "optax.adamw"]:
         p = [jnp.full((n,), 0.5, jnp.float32) for n in sizes]
         st = contenders[name][1](p)
         for k in range(3):
@@ -188,16 +205,19 @@ def main(argv=None) -> int:
         ref = ref or p
         identical[name] = all(a.tobytes() == b.tobytes() for a, b in zip(p, ref))
     times = {k: [] for k in contenders}
+    cpu = {k: [] for k in contenders}
     for r in range(args.reps):
         order = list(contenders) if r % 2 == 0 else list(contenders)[::-1]
         for name in order:
             f, (p, st) = compiled[name], runs[name]
             jax.block_until_ready(p)
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             for _ in range(args.inner):
                 p, st = f(p, st, grads)
             jax.block_until_ready(p)
-            times[name].append((time.perf_counter() - t0) / args.inner)
+            wall = time.perf_counter() - t0
+            times[name].append(wall / args.inner)
+            cpu[name].append((time.process_time() - c0) / wall)
             runs[name] = [p, st]
     base = times["optax.adamw"]
     rows = []
@@ -206,7 +226,8 @@ def main(argv=None) -> int:
         rows.append({
             "name": name, "median_ms": statistics.median(ts) * 1e3,
             "ratio_adamw": statistics.median([a / b for a, b in zip(ts, base)]),
-            "compile_s": compile_s[name], "while_loops": text.count(" while("),
+            "compile_s": compile_s[name], "cores_busy": statistics.median(cpu[name]),
+            "while_loops": text.count(" while("),
             "temp_bytes": compiled[name].memory_analysis().temp_size_in_bytes,
             "bit_identical_to_package": identical.get(name),
         })
@@ -218,13 +239,15 @@ def main(argv=None) -> int:
         f"Size {args.size} ({sum(sizes) / 1e6:.0f}M params, {len(sizes)} leaves), chunk "
         f"{args.chunk}, {args.reps} interleaved repetitions of {args.inner} steps.",
         "",
-        "| step | median ms | x adamw | compile s | while loops | temp bytes | same bits |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| step | median ms | x adamw | cores busy | compile s | while loops | temp bytes "
+        "| same bits |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['name']} | {r['median_ms']:.1f} | {r['ratio_adamw']:.2f} | "
-            f"{r['compile_s']:.2f} | {r['while_loops']} | {r['temp_bytes']} | "
+            f"{r['cores_busy']:.2f} | {r['compile_s']:.2f} | {r['while_loops']} | "
+            f"{r['temp_bytes']} | "
             f"{'' if r['bit_identical_to_package'] is None else r['bit_identical_to_package']} |"
         )
     md = "\n".join(lines) + "\n"
