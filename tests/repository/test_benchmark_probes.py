@@ -30,10 +30,11 @@ def test_chunked_probe_keeps_the_package_bits(tmp_path):
     rows = _run("chunked_probe", tmp_path, "--size", "1.2e5", "--chunk", "4096", "--groups", "2")
     names = [r["name"] for r in rows]
     assert names == ["optax.adamw", "adamod (package)", "chunked state", "chunked full step",
-                     "chunked full step, <= 2 leaves per loop"]
-    for r in rows[1:]:
+                     "chunked full step, <= 2 leaves per loop", "stream p += 0.5 g",
+                     "stream p += 0.5 g, chunked"]
+    for r in rows[1:5]:
         assert r["bit_identical_to_package"] is True, r["name"]
-    assert all(r["while_loops"] >= 1 for r in rows[2:])
+    assert [r["while_loops"] >= 1 for r in rows] == [False] * 2 + [True] * 3 + [False, True]
 
 
 def test_diffgrad_parts_runs(tmp_path):
