@@ -35,7 +35,6 @@ time over wall time while the steps run: 2.0 = both cores of this machine).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -47,6 +46,7 @@ import numpy as np
 import optax
 
 import adamod_optax as ao
+from benchmarks.report import time_interleaved, write_results
 from benchmarks.step_time import gpt2_like_shapes, machine
 
 LR, B1, B2, B3, EPS, WD = 1e-3, 0.9, 0.999, 0.999, 1e-8, 1e-4
@@ -239,7 +239,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         compiled[name] = jax.jit(step, donate_argnums=(0, 1)).lower(p, init_fn(p), grads).compile()
         compile_s[name] = time.perf_counter() - t0
-        runs[name] = [p, init_fn(p)]
+        runs[name] = (p, init_fn(p))
     # Bit identity against the package over 3 steps, from the same start.
     ref = None
     identical = {}
@@ -251,21 +251,9 @@ def main(argv=None) -> int:
         p = [np.asarray(x) for x in p]
         ref = ref or p
         identical[name] = all(a.tobytes() == b.tobytes() for a, b in zip(p, ref))
-    times = {k: [] for k in contenders}
-    cpu = {k: [] for k in contenders}
-    for r in range(args.reps):
-        order = list(contenders) if r % 2 == 0 else list(contenders)[::-1]
-        for name in order:
-            f, (p, st) = compiled[name], runs[name]
-            jax.block_until_ready(p)
-            c0, t0 = time.process_time(), time.perf_counter()
-            for _ in range(args.inner):
-                p, st = f(p, st, grads)
-            jax.block_until_ready(p)
-            wall = time.perf_counter() - t0
-            times[name].append(wall / args.inner)
-            cpu[name].append((time.process_time() - c0) / wall)
-            runs[name] = [p, st]
+    times, cpu = time_interleaved(
+        {name: (lambda s, g, f=f: f(*s, g)) for name, f in compiled.items()},
+        runs, (grads,), args.reps, args.inner)
     base = times["optax.adamw"]
     rows = []
     for name, ts in times.items():
@@ -302,12 +290,8 @@ def main(argv=None) -> int:
         )
     md = "\n".join(lines) + "\n"
     print(md)
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "chunked_probe.md"), "w") as f:
-            f.write(md)
-        with open(os.path.join(args.out, "chunked_probe.json"), "w") as f:
-            json.dump({"machine": info, "rows": rows, "args": vars(args)}, f, indent=1)
+    write_results(args.out, "chunked_probe", md,
+                  {"machine": info, "rows": rows, "args": vars(args)})
     return 0
 
 

@@ -22,11 +22,9 @@ interleaved in one process:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -34,23 +32,17 @@ import numpy as np
 import optax
 
 import adamod_optax as ao
+from benchmarks.chunked_probe import optax_step
+from benchmarks.report import time_interleaved, write_results
 from benchmarks.step_time import machine, size_shapes
 
 LR = 1e-3
 
 
-def _optimizer_step(tx):
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    return step
-
-
 def _contenders():
     """name -> (step(state, grads) -> state, init(params) -> state)."""
     def full(tx):
-        step = _optimizer_step(tx)
+        step = optax_step(tx)
         return (lambda st, g: step(st[0], st[1], g),
                 lambda p: (p, tx.init(p)))
 
@@ -84,18 +76,7 @@ def main(argv=None) -> int:
         c = jax.jit(step, donate_argnums=(0,)).lower(st, grads).compile()
         states[name] = c(st, grads)
         compiled[name] = c
-    times = {k: [] for k in contenders}
-    for r in range(args.reps):
-        order = list(contenders) if r % 2 == 0 else list(contenders)[::-1]
-        for name in order:
-            st = states[name]
-            jax.block_until_ready(st)
-            t0 = time.perf_counter()
-            for _ in range(args.inner):
-                st = compiled[name](st, grads)
-            jax.block_until_ready(st)
-            times[name].append((time.perf_counter() - t0) / args.inner)
-            states[name] = st
+    times, _ = time_interleaved(compiled, states, (grads,), args.reps, args.inner)
     base = times["optax.adamw"]
     rows = []
     for name, ts in times.items():
@@ -122,12 +103,8 @@ def main(argv=None) -> int:
                      f"{r['copies']} |")
     md = "\n".join(lines) + "\n"
     print(md)
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "diffgrad_parts.md"), "w") as f:
-            f.write(md)
-        with open(os.path.join(args.out, "diffgrad_parts.json"), "w") as f:
-            json.dump({"machine": info, "rows": rows, "args": vars(args)}, f, indent=1)
+    write_results(args.out, "diffgrad_parts", md,
+                  {"machine": info, "rows": rows, "args": vars(args)})
     return 0
 
 

@@ -1,11 +1,15 @@
-"""Result tables shared by the demo and the convergence tasks."""
+"""Result tables and timing helpers shared by the benchmarks."""
 
 from __future__ import annotations
 
+import json
+import os
 import platform
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 
@@ -45,3 +49,42 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def time_interleaved(
+    steps: dict[str, Callable[..., Any]], states: dict[str, Any], args: Sequence[Any],
+    reps: int, inner: int,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds per step and cores busy of donated steps, run round-robin.
+
+    Each repetition runs ``inner`` steps ``state = steps[name](state, *args)`` of
+    every contender, in reverse order every other repetition, so a noisy neighbour
+    slows them alike. ``states`` is updated in place (the donated buffers move on).
+    "Cores busy" is the process's CPU time over wall time during the steps.
+    """
+    times = {k: [] for k in steps}
+    busy = {k: [] for k in steps}
+    for r in range(reps):
+        for name in (list(steps) if r % 2 == 0 else list(steps)[::-1]):
+            st = states[name]
+            jax.block_until_ready(st)
+            c0, t0 = time.process_time(), time.perf_counter()
+            for _ in range(inner):
+                st = steps[name](st, *args)
+            jax.block_until_ready(st)
+            wall = time.perf_counter() - t0
+            times[name].append(wall / inner)
+            busy[name].append((time.process_time() - c0) / wall)
+            states[name] = st
+    return times, busy
+
+
+def write_results(out: str | None, stem: str, md: str, payload: dict) -> None:
+    """Writes ``stem.md`` and ``stem.json`` into ``out`` (nothing when ``out`` is None)."""
+    if not out:
+        return
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{stem}.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(out, f"{stem}.json"), "w") as f:
+        json.dump(payload, f, indent=1)
