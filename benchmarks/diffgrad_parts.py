@@ -12,8 +12,8 @@ interleaved in one process:
   step has two of them, the new gradient into the state and the old one kept
   for the update (``python -m benchmarks.compiled_step --show-copies diffgrad``);
 * ``friction in place``: ``x = sigmoid(|x - g|)`` with ``x`` donated (12
-  bytes per parameter, like ``a = a + s * c``): DiffGrad's coefficient, which
-  its update kernel computes once per element;
+  bytes per parameter, as the next one): DiffGrad's coefficient, which its
+  update kernel computes once per element;
 * ``a = a + 0.5 * g``: the same bytes without the ``exp``.
 
     python -m benchmarks.diffgrad_parts --out bench_out
