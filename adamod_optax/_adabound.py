@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -37,8 +36,8 @@ class ClipByDynamicBoundState(NamedTuple):
         the first update.
     """
 
-    lower: chex.Array
-    upper: chex.Array
+    lower: jax.Array
+    upper: jax.Array
 
 
 def _check_base_lr(learning_rate: Any, base_lr: Any) -> None:
@@ -109,7 +108,8 @@ def clip_by_dynamic_bound(
 
     Args:
       learning_rate: the learning rate ``lr_t`` of the core (float or optax
-        schedule, evaluated at this transformation's own count).
+        schedule, evaluated at the ``count`` extra argument, the core's step
+        count; this transformation keeps none).
       final_lr: the SGD learning rate both bounds converge to (at
         ``lr_t = base_lr``), >= 0.
       gamma: convergence speed of the bounds, > 0.
@@ -195,12 +195,7 @@ def clip_by_dynamic_bound(
 
         def clip(eta: jax.Array) -> jax.Array:
             lo, hi = bounds(_base.real_dtype(eta.dtype))
-            out = eta
-            if lower:
-                out = jnp.maximum(out, lo)
-            if upper:
-                out = jnp.minimum(out, hi)
-            return out
+            return clip_rates(eta, lo if lower else None, hi if upper else None)
 
         lo, hi = bounds(record_dt)
         return BoundStep(
@@ -211,6 +206,30 @@ def clip_by_dynamic_bound(
         )
 
     return rate_bound(init_fn, split_fn, name="clip_by_dynamic_bound")
+
+
+def clip_rates(eta: jax.Array, lo: Optional[jax.Array], hi: Optional[jax.Array]) -> jax.Array:
+    """``clip(eta, lo, hi)`` of one leaf (``None``: that side is not bounded).
+
+    The elementwise piece of :func:`clip_by_dynamic_bound`, called by its step
+    and, with the bounds its state recorded, by the diagnostics.
+    """
+    out = eta
+    if lo is not None:
+        out = jnp.maximum(out, lo.astype(eta.dtype))
+    if hi is not None:
+        out = jnp.minimum(out, hi.astype(eta.dtype))
+    return out
+
+
+def applied_clip(state: ClipByDynamicBoundState, eta: optax.Updates) -> optax.Updates:
+    """The rates the last update applied (a tree), from the bounds recorded in ``state``.
+
+    The recorded bounds are in the record dtype (float64 under
+    ``jax_enable_x64``); the step formed them in the rates' dtype, so for
+    float32 rates with float64 on they may differ by an ulp of the bound.
+    """
+    return _base.tree_map(lambda e: clip_rates(e, state.lower, state.upper), eta)
 
 
 def _bound_family(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple, Optional
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -30,6 +31,22 @@ class ScaleByMomentalBoundState(NamedTuple):
     """
 
     rate_avg: optax.Updates
+
+
+def momental_min(eta: jax.Array, s: jax.Array) -> jax.Array:
+    """``min(eta_t, s_t)`` of one leaf, in their common compute dtype, cast to ``eta``'s.
+
+    The elementwise piece of :func:`scale_by_momental_bound`, called by its
+    step and, with the stored ``s_t``, by the diagnostics.
+    """
+    dt = _base.compute_dtype(eta.dtype, s.dtype)
+    return jnp.minimum(eta.astype(dt), s.astype(dt)).astype(eta.dtype)
+
+
+def applied_momental(state: ScaleByMomentalBoundState, eta: optax.Updates) -> optax.Updates:
+    """The rates the last update applied (a tree), from its stored ``s_t``: exact where
+    ``s_t`` is stored in its compute dtype, otherwise within its storage rounding."""
+    return _base.tree_map(momental_min, eta, state.rate_avg)
 
 
 def scale_by_momental_bound(b3: float = 0.999, *, dtype: Optional[Any] = None) -> RateBound:
@@ -66,19 +83,19 @@ def scale_by_momental_bound(b3: float = 0.999, *, dtype: Optional[Any] = None) -
         return ScaleByMomentalBoundState(rate_avg=_base.zeros_like(params, dtype, real=True))
 
     def bound(eta, s):
-        dt = _base.compute_dtype(eta.dtype, s.dtype)
-        s_new = _base.ema(b3, s, eta, dt)
-        return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype), (s_new.astype(s.dtype),)
+        s_new = _base.ema(b3, s, eta, _base.compute_dtype(eta.dtype, s.dtype))
+        return momental_min(eta, s_new), (s_new.astype(s.dtype),)
 
     def bound_from_new(eta, old, new):
         # Reads s_t from the new state where it is stored in its compute dtype
         # (bit-identical); elsewhere (for example bfloat16 storage) recomputes
-        # it from the old state.
-        (s,), (s_new,) = old, new
-        dt = _base.compute_dtype(eta.dtype, s.dtype)
-        if s_new.dtype != dt:
-            s_new = _base.ema(b3, s, eta, dt)
-        return jnp.minimum(eta.astype(dt), s_new).astype(eta.dtype)
+        # it from the old state, unless there is none (the diagnostics, after
+        # the step): then the stored s_t.
+        (s_new,) = new
+        dt = _base.compute_dtype(eta.dtype, s_new.dtype)
+        if s_new.dtype != dt and old is not None:
+            s_new = _base.ema(b3, old[0], eta, dt)
+        return momental_min(eta, s_new)
 
     def split_fn(state, params=None, **extra_args):
         del params, extra_args

@@ -1,8 +1,9 @@
 """Shared helpers: hyperparameter validation, schedules, dtypes and tree maps.
 
-Everything here is private. The public transformations in ``_transforms.py``
-and the aliases in ``_alias.py`` are built from these pieces so that every
-optimizer of the package validates, schedules and casts in the same way.
+Everything here is private. The core and the bounds (``_core.py``), and the
+optimizer families (``_adamod.py``, ``_adabound.py``, ``_diffgrad.py``) are
+built from these pieces so that every optimizer of the package validates,
+schedules and casts in the same way.
 """
 
 from __future__ import annotations
@@ -28,9 +29,30 @@ _INJECT_FIX = (
 )
 
 
+_TRACER_ERRORS = (
+    jax.errors.TracerArrayConversionError,
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
+
+
 def is_traced(value: Any) -> bool:
-    """True if ``value`` is a JAX tracer (its value is unknown at trace time)."""
-    return isinstance(value, jax.core.Tracer)
+    """True if ``value`` is a JAX tracer (its value is unknown at trace time).
+
+    Asks through public API only (``jax.core.Tracer`` is outside JAX's
+    compatibility policy): a traced array refuses conversion to NumPy with one
+    of the ``jax.errors`` tracer errors. Only one element is converted, so a
+    large concrete array costs nothing to test.
+    """
+    if not isinstance(value, jax.Array):
+        return False
+    try:
+        np.asarray(value if value.ndim == 0 or value.size == 0
+                   else value[(0,) * value.ndim])
+    except _TRACER_ERRORS:
+        return True
+    return False
 
 
 def concrete_float(value: Any) -> float | None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, Optional, Union
 
-import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -58,7 +57,9 @@ class ScaleByBoundedAdamState(NamedTuple):
       nu_max: AMSGrad's running maximum of ``nu`` (same tree and dtype), or
         ``None`` when ``amsgrad=False``.
       rate_state: the state of ``rate_transform`` (for AdaMod the
-        :class:`ScaleByMomentalBoundState` holding the rate average).
+        :class:`ScaleByMomentalBoundState` holding the rate average), or
+        ``None`` when the core has no ``rate_transform`` (DiffGrad): the rates
+        are applied unbounded.
       rate_hyperparams: float vector ``[6]`` (float64 when ``jax_enable_x64``
         is on, else float32): what the last update formed its rates with,
         in this order: ``lr_t`` (the learning rate in force, schedule or
@@ -71,12 +72,12 @@ class ScaleByBoundedAdamState(NamedTuple):
         ``inject_hyperparams``' value alone.)
     """
 
-    count: chex.Array
+    count: jax.Array
     mu: optax.Updates
     nu: optax.Updates
     nu_max: Optional[optax.Updates]
-    rate_state: optax.OptState
-    rate_hyperparams: chex.Array
+    rate_state: Optional[optax.OptState]
+    rate_hyperparams: jax.Array
 
 
 # The entries of ScaleByBoundedAdamState.rate_hyperparams, in order.
@@ -116,7 +117,10 @@ class BoundStep(NamedTuple):
       bound_from_new: ``bound_from_new(eta, old, new) -> bounded``, the same
         bounded rates bit for bit, reading the new state leaves where that is
         exact. It may read ``old`` only where a new leaf is stored in a
-        narrower dtype than it is computed in.
+        narrower dtype than it is computed in. ``old`` is ``None`` when
+        :func:`adamod_optax.effective_learning_rates` asks, after the step,
+        which rates the step applied (the old state is gone by then): read
+        ``new`` as stored.
       finish: ``finish(new_arrays) -> state``, the bound's new state from the
         new per-parameter trees (a tuple like ``arrays``).
     """
@@ -164,17 +168,39 @@ class RateBound(optax.GradientTransformationExtraArgs):
     ``update`` is derived from ``split``, so the plain path and the fast path
     run the same elementwise code.
 
+    The same pieces tell :func:`adamod_optax.effective_learning_rates` which
+    rates a user-built bound applied (pass it as ``rate_transform=``).
+
     Build one with :func:`rate_bound`; chain several with :func:`chain_bounds`
     (``optax.chain`` works too but returns a plain transformation, which the
-    core can only run on the plain path).
+    core can only run on the plain path). ``RateBound(init, update)`` accepts
+    only an ``update`` made by :func:`rate_bound` (it carries the ``split``).
+
+    Raises:
+      TypeError: at construction, when ``update`` carries no ``split``.
     """
 
     __slots__ = ()
 
+    def __new__(cls, init: optax.TransformInitFn, update: Any) -> RateBound:
+        if not callable(getattr(update, "split", None)):
+            raise TypeError(
+                "RateBound(init, update) needs an `update` made by rate_bound(init, "
+                "split), which carries the bound's elementwise form (`split`); got "
+                f"{type(update).__name__}. Build the bound with "
+                "adamod_optax.rate_bound(init, split), or pass a plain optax "
+                "transformation as `rate_transform` (it then runs on the plain path)."
+            )
+        return super().__new__(cls, init, update)
+
     @property
     def split(self) -> SplitFn:
         """``split(state, params=None, **extra_args) -> BoundStep``."""
-        return self.update.split  # type: ignore[attr-defined]
+        split = getattr(self.update, "split", None)
+        if split is None:  # e.g. built by _replace(update=...), which skips __new__
+            raise TypeError("this RateBound's `update` carries no `split`; build it with "
+                            "adamod_optax.rate_bound(init, split).")
+        return split
 
 
 def rate_bound(
@@ -231,13 +257,14 @@ def _identity_split(state, params=None, **extra_args):
         arrays=(),
         bound=lambda eta: (eta, ()),
         bound_from_new=lambda eta, old, new: eta,
-        finish=lambda new: optax.EmptyState(),
+        finish=lambda new: None,
     )
 
 
 def identity_bound() -> RateBound:
-    """No bound: the rates pass unchanged (state ``optax.EmptyState()``)."""
-    return rate_bound(lambda params: optax.EmptyState(), _identity_split, name="identity_bound")
+    """No bound: the rates pass unchanged. Its state is ``None``, which tells the
+    diagnostics (and readers of the state) that no bound was applied."""
+    return rate_bound(lambda params: None, _identity_split, name="identity_bound")
 
 
 def chain_bounds(*bounds: RateBound) -> RateBound:
@@ -258,6 +285,7 @@ def chain_bounds(*bounds: RateBound) -> RateBound:
     Raises:
       TypeError: if a bound is not a :class:`RateBound` (use ``optax.chain``
         for general transformations; the core then runs its plain path).
+      ValueError: for no bounds at all (leave ``rate_transform=None``).
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -270,6 +298,9 @@ def chain_bounds(*bounds: RateBound) -> RateBound:
       ...     scale_by_bounded_adam(1e-3, rate_transform=bound), optax.scale(-1.0))
       >>> state = tx.init({"w": jnp.zeros(3)})
     """
+    if not bounds:
+        raise ValueError("chain_bounds() needs at least one bound; for no bound, leave "
+                         "scale_by_bounded_adam's `rate_transform` at None.")
     for b in bounds:
         if not isinstance(b, RateBound):
             raise TypeError(
@@ -297,7 +328,8 @@ def chain_bounds(*bounds: RateBound) -> RateBound:
             return eta, tuple(new)
 
         def bound_from_new(eta, old, new):
-            for st, o, n in zip(steps, parts(old), parts(new)):
+            olds = [None] * len(steps) if old is None else parts(old)
+            for st, o, n in zip(steps, olds, parts(new)):
                 eta = st.bound_from_new(eta, o, n)
             return eta
 
@@ -312,6 +344,54 @@ def chain_bounds(*bounds: RateBound) -> RateBound:
         )
 
     return rate_bound(init_fn, split_fn, name="chain_bounds")
+
+
+class RateScalars(NamedTuple):
+    """The per-dtype scalars of one step's rates (see :func:`rate_scalars`)."""
+
+    lr_t: jax.Array
+    bc1: jax.Array  # 1 - b1^t
+    bc2: jax.Array  # 1 - b2^t
+    eps: jax.Array
+    eps_root: Optional[jax.Array]  # None: nothing is added under the square root
+    step_size: Optional[jax.Array]  # folded form: lr_t sqrt(bc2) / bc1; explicit: None
+
+
+def rate_scalars(count_inc: Any, lr: Any, b1: Any, b2: Any, eps: Any, eps_root: Any,
+                 rdt: Any, *, folded: bool, add_eps_root: bool) -> RateScalars:
+    """The scalars of Adam's per-parameter rate at step ``t = count_inc``, in ``rdt``.
+
+    Shared by the step (:func:`scale_by_bounded_adam`) and the diagnostics
+    (:func:`adamod_optax.effective_learning_rates`), which call it with the
+    values the step recorded, so both evaluate the same expressions.
+    """
+    t = jnp.asarray(count_inc).astype(rdt)
+    lr_t = _base.scalar(lr, rdt)
+    bc1 = 1 - _base.scalar(b1, rdt) ** t
+    bc2 = 1 - _base.scalar(b2, rdt) ** t
+    root = _base.scalar(eps_root, rdt) if add_eps_root else None
+    step_size = lr_t * jnp.sqrt(bc2) / bc1 if folded else None
+    return RateScalars(lr_t, bc1, bc2, _base.scalar(eps, rdt), root, step_size)
+
+
+def adam_rate(v: jax.Array, sc: RateScalars, *, guard_zero: bool) -> jax.Array:
+    """One leaf's rate ``eta_t`` from its second moment ``v_t`` (dtype of ``sc``).
+
+    Folded (``sc.step_size`` set): ``step_size / (sqrt(v_t + eps_root) + eps)``;
+    explicit: ``lr_t / (sqrt(v_t / bc2 + eps_root) + eps)``. ``guard_zero``
+    replaces a zero denominator (``eps = 0`` and ``v = 0``: only zero, or
+    underflowing, gradients so far) by 1, so the rate is finite and the update
+    ``0 * rate`` is 0, not NaN; a no-op for ``eps > 0``.
+    """
+    v = v.astype(sc.bc2.dtype)
+    if sc.step_size is None:
+        v = v / sc.bc2
+    if sc.eps_root is not None:
+        v = v + sc.eps_root
+    den = jnp.sqrt(v) + sc.eps
+    if guard_zero:
+        den = jnp.where(den == 0, 1, den)
+    return (sc.lr_t if sc.step_size is None else sc.step_size) / den
 
 
 def _resolve_fast_path(fast_path: FastPath, rate_tx: Any) -> str:
@@ -523,40 +603,21 @@ def scale_by_bounded_adam(
             nu_max = None
             nu_for_rate = nu
 
-        def nonzero(den):
-            # eps = 0 and v = 0 (only zero, or underflowing, gradients so far):
-            # rate lr_t * c / 1 instead of +inf, so the update is 0 * rate = 0
-            # (not NaN) and the rate average stays finite. A no-op for eps > 0.
-            return den if eps_positive else jnp.where(den == 0, 1, den)
+        folded = bias_correction == "folded"
 
-        def rate_scalars(rdt):
-            t = count_inc.astype(rdt)
-            lr_t = _base.scalar(lr, rdt)
-            bc1 = 1 - _base.scalar(b1, rdt) ** t
-            bc2 = 1 - _base.scalar(b2, rdt) ** t
-            eps_ = _base.scalar(eps, rdt)
-            step_size = lr_t * jnp.sqrt(bc2) / bc1 if bias_correction == "folded" else None
-            return lr_t, bc1, bc2, eps_, step_size
+        def scalars_of(rdt):
+            return rate_scalars(count_inc, lr, b1, b2, eps, eps_root, rdt, folded=folded,
+                                add_eps_root=add_eps_root)
 
         def rate_and_direction(g, m, v):
             dt = leaf_dtype(g, m, v)
             rdt = _base.real_dtype(dt)
-            if bias_correction == "folded":
-                lr_t, bc1, bc2, eps_, step_size = once(("rate", rdt), lambda: rate_scalars(rdt))
-            else:
-                # Per leaf, as before: shared, XLA computes 1 - b^t outside the
-                # leaves' kernels instead of inside them, which changes bits of
-                # m / bc1 and v / bc2 (benchmarks.bit_identity).
-                lr_t, bc1, bc2, eps_, step_size = rate_scalars(rdt)
-            v = v.astype(rdt)
-            if bias_correction == "folded":
-                if add_eps_root:
-                    v = v + _base.scalar(eps_root, rdt)
-                return step_size / nonzero(jnp.sqrt(v) + eps_), m.astype(dt)
-            v_hat = v / bc2
-            if add_eps_root:
-                v_hat = v_hat + _base.scalar(eps_root, rdt)
-            return lr_t / nonzero(jnp.sqrt(v_hat) + eps_), m.astype(dt) / bc1
+            # Explicit form: per leaf, as before: shared, XLA computes 1 - b^t outside
+            # the leaves' kernels instead of inside them, which changes bits of
+            # m / bc1 and v / bc2 (benchmarks.bit_identity).
+            sc = once(("rate", rdt), lambda: scalars_of(rdt)) if folded else scalars_of(rdt)
+            eta = adam_rate(v, sc, guard_zero=not eps_positive)
+            return eta, (m.astype(dt) if folded else m.astype(dt) / sc.bc1)
 
         rates, directions = _base.tree_map2(rate_and_direction, updates, mu, nu_for_rate)
         # The core owns the step count and passes it to the rate transformation.
@@ -607,7 +668,7 @@ class AddDecoupledWeightDecayState(NamedTuple):
         no state (``optax.EmptyState``), as ``optax.scale_by_learning_rate``.
     """
 
-    count: chex.Array
+    count: jax.Array
 
 
 def _decay(

@@ -42,17 +42,17 @@ learning rate of the last update:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from adamod_optax import _base
+from adamod_optax import _adabound, _adamod, _base, _core
 from adamod_optax._adabound import ClipByDynamicBoundState
 from adamod_optax._adamod import ScaleByMomentalBoundState
-from adamod_optax._core import RATE_HYPERPARAMS, ScaleByBoundedAdamState
+from adamod_optax._core import RATE_HYPERPARAMS, RateBound, ScaleByBoundedAdamState
 
 DEFAULT_QUANTILES = (0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 1.0)
 
@@ -89,23 +89,94 @@ class LearningRateSummary(NamedTuple):
 
 
 _STATE_TYPES = (ScaleByBoundedAdamState, optax.ScaleByAdamState)
-_BOUND_TYPES = (ScaleByMomentalBoundState, ClipByDynamicBoundState)
 _HYPER_NAMES = ("learning_rate", "b1", "b2", "eps", "eps_root")
+
+# The package's bounds whose state records what they applied, and the piece of
+# each bound's own code that applies it (shared with the step).
+_APPLIED = {
+    ScaleByMomentalBoundState: _adamod.applied_momental,
+    ClipByDynamicBoundState: _adabound.applied_clip,
+}
 
 
 def _is_flax_variable(x: Any) -> bool:
     return (type(x).__module__ or "").startswith("flax.") and hasattr(x, "get_value")
 
 
+def _is_flax(x: Any) -> bool:
+    return (type(x).__module__ or "").startswith("flax.")
+
+
+_NNX_HINT = (
+    "nnx.state(optimizer) keeps the arrays but not the optax state's types; pass the "
+    "nnx.Optimizer itself or its `opt_state` (after restoring a checkpoint: "
+    "nnx.update(optimizer, restored_state) first)."
+)
+
+
+def _from_nnx_state(tree: Any) -> Any:
+    """An ``nnx.State`` of an optimizer, its optax state types rebuilt from field names.
+
+    ``nnx.state(optimizer)`` turns the optax NamedTuples into dicts and drops
+    ``None`` and empty nodes. This package's states and optax's Adam and
+    ``inject_hyperparams`` states are recognised by their fields; a core without
+    its ``rate_state`` entry is refused, because a bound with no per-parameter
+    state and no bound at all look the same there.
+    """
+    def plain(node):
+        if _is_flax_variable(node):
+            return node.get_value()
+        if isinstance(node, Mapping):
+            return {k: plain(v) for k, v in node.items()}
+        return node
+
+    pure = plain(tree)
+    if isinstance(pure, dict) and "opt_state" in pure:
+        pure = pure["opt_state"]
+
+    def rate_state(node):
+        if isinstance(node, dict) and node and all(isinstance(k, int) for k in node):
+            return tuple(rate_state(node[k]) for k in sorted(node))
+        for cls in _APPLIED:
+            if isinstance(node, dict) and set(node) == set(cls._fields):
+                return cls(**node)
+        raise ValueError("the rate bound's state in this nnx.State is not one of this "
+                         "package's bounds. " + _NNX_HINT)
+
+    def rebuild(node):
+        if not isinstance(node, dict):
+            return node
+        keys = set(node)
+        core = set(ScaleByBoundedAdamState._fields) - {"nu_max", "rate_state"}
+        if core <= keys:
+            if "rate_state" not in keys:
+                raise ValueError("this nnx.State holds a core without its rate_state (no "
+                                 "bound, or a bound without per-parameter state: they cannot "
+                                 "be told apart here). " + _NNX_HINT)
+            return ScaleByBoundedAdamState(
+                count=node["count"], mu=node["mu"], nu=node["nu"],
+                nu_max=node.get("nu_max"), rate_state=rate_state(node["rate_state"]),
+                rate_hyperparams=node["rate_hyperparams"])
+        if keys == set(optax.ScaleByAdamState._fields):
+            return optax.ScaleByAdamState(**node)
+        if _INJECT_TYPES and keys == set(_INJECT_TYPES[0]._fields):
+            return _INJECT_TYPES[0](count=node["count"], hyperparams=node["hyperparams"],
+                                    inner_state=rebuild(node["inner_state"]))
+        return {k: rebuild(v) for k, v in node.items()}
+
+    return rebuild(pure)
+
+
 def _pure(opt_state: Any) -> Any:
     """``opt_state`` with Flax NNX variables (``OptArray``) replaced by their arrays.
 
-    Also accepts an ``nnx.Optimizer`` (its ``opt_state`` is read). Works on
-    concrete and traced values (inside ``nnx.jit``).
+    Also accepts an ``nnx.Optimizer`` (its ``opt_state`` is read) and
+    ``nnx.state(optimizer)`` (see :func:`_from_nnx_state`). Works on concrete
+    and traced values (inside ``nnx.jit``).
     """
-    if (type(opt_state).__module__ or "").startswith("flax.") and hasattr(
-        opt_state, "opt_state"
-    ):
+    if isinstance(opt_state, Mapping):  # nnx.state(optimizer), or a dict holding states
+        return _from_nnx_state(opt_state)
+    if _is_flax(opt_state) and hasattr(opt_state, "opt_state"):  # nnx.Optimizer
         opt_state = opt_state.opt_state
     return jax.tree_util.tree_map(
         lambda x: x.get_value() if _is_flax_variable(x) else x, opt_state,
@@ -156,66 +227,101 @@ def _compute_dtype(mu: jax.Array, nu: jax.Array) -> jnp.dtype:
     return _base.real_dtype(_base.compute_dtype(mu.dtype, nu.dtype))
 
 
-def _nonzero(den: jax.Array) -> jax.Array:
-    # As the step: eps = 0 and v = 0 gives rate lr_t * c / 1, not inf (a no-op for eps > 0).
-    return jnp.where(den == 0, 1, den)
-
-
 _ROUNDING_ULPS = 4
 
 
-def _core_rates(state: ScaleByBoundedAdamState) -> tuple[Any, Any, Any]:
-    """(eta, bounded, active) of this package's core, from what its last update recorded.
-
-    ``active`` is where the bound changed the rate by more than rounding
-    (``_ROUNDING_ULPS`` ulps of the leaf's dtype, or of ``s_t``'s storage dtype).
-    """
+def _core_eta(state: ScaleByBoundedAdamState) -> Any:
+    """``eta_t`` of the last update, by the step's own code (:func:`_core.rate_scalars`,
+    :func:`_core.adam_rate`) from the hyperparameters the step recorded."""
     record = dict(zip(RATE_HYPERPARAMS, list(state.rate_hyperparams)))
     nu = state.nu if state.nu_max is None else state.nu_max
 
     def rate(m, v):
         rdt = _compute_dtype(m, v)
-        t = jnp.asarray(state.count).astype(rdt)
-        lr_t, b1, b2, eps, eps_root = (record[k].astype(rdt) for k in _HYPER_NAMES)
-        bc1 = 1 - b1**t
-        bc2 = 1 - b2**t
-        v = v.astype(rdt)
-        folded = lr_t * jnp.sqrt(bc2) / bc1 / _nonzero(jnp.sqrt(v + eps_root) + eps)
-        explicit = lr_t / _nonzero(jnp.sqrt(v / bc2 + eps_root) + eps)
-        return jnp.where(record["explicit"] > 0, explicit, folded)
+        hyper = [record[k] for k in _HYPER_NAMES]
 
-    eta = _base.tree_map(rate, state.mu, nu)
-    bounds = _find(state.rate_state, _BOUND_TYPES)
-    known = sum(len(jax.tree_util.tree_leaves(b)) for b in bounds)
-    if known != len(jax.tree_util.tree_leaves(state.rate_state)):
+        def form(folded):
+            # eps_root always added (adding a recorded 0 changes nothing); the zero
+            # guard always on (a no-op where eps > 0, as in the step).
+            sc = _core.rate_scalars(state.count, *hyper, rdt, folded=folded,
+                                    add_eps_root=True)
+            return _core.adam_rate(v, sc, guard_zero=True)
+
+        return jnp.where(record["explicit"] > 0, form(False), form(True))
+
+    return _base.tree_map(rate, state.mu, nu)
+
+
+def _describe(rate_state: Any) -> list:
+    """The package's bound states in ``rate_state``, in the order they were applied
+    (one such state, or a tuple of them from ``chain_bounds``/``optax.chain``).
+
+    Raises:
+      ValueError: when ``rate_state`` holds anything else: the state of a bound
+        built with ``rate_bound`` (even an empty one), or of a plain optax
+        transformation over the rates, neither of which says what it applied.
+    """
+    found: list = []
+
+    def walk(node) -> bool:
+        if isinstance(node, tuple(_APPLIED)):
+            found.append(node)
+            return True
+        if type(node) in (tuple, list):  # chain_bounds / optax.chain (not NamedTuples)
+            return len(node) > 0 and all([walk(x) for x in node])
+        return False
+
+    if not walk(rate_state):
         raise ValueError(
-            "the core's rate_transform holds state this module does not know how to "
-            "read (only scale_by_momental_bound and clip_by_dynamic_bound are "
-            "understood), so the bounded rates cannot be recomputed."
+            "the rates of this optimizer went through a rate transformation whose state "
+            f"({type(rate_state).__name__}) does not say what it applied: a bound built "
+            "with rate_bound(...), or a plain optax transformation. Pass the bound as "
+            "`rate_transform=` (the RateBound given to scale_by_bounded_adam, which "
+            "describes itself through its `split`); a plain optax transformation over "
+            "rates cannot describe itself, so its bounded rates cannot be reported."
         )
-    bounded = eta
-    # Relative rounding of each leaf's bound: recomputing the rates outside the
-    # step (another XLA fusion, a bfloat16-stored s_t) moves them by a few ulps.
+    return found
+
+
+def _core_rates(state: ScaleByBoundedAdamState, rate_transform: Optional[Any]
+                ) -> tuple[Any, Any, Any]:
+    """(eta, bounded, active) of this package's core, by the code the step ran.
+
+    ``eta`` comes from the core's rate code; ``bounded`` from each bound's own
+    elementwise piece: the package's bounds read what their state recorded, a
+    ``rate_transform`` given by the caller is asked through its ``split``.
+    ``active`` is where the bound changed the rate by more than rounding
+    (``_ROUNDING_ULPS`` ulps of the leaf's dtype, or of a bound state's
+    storage dtype).
+    """
+    eta = _core_eta(state)
     ulp = _base.tree_map(lambda e: jnp.asarray(jnp.finfo(e.dtype).eps, e.dtype), eta)
-    for b in bounds:
-        if isinstance(b, ScaleByMomentalBoundState):
-            bounded = _base.tree_map(
-                lambda e, s: jnp.minimum(
-                    e.astype(_base.compute_dtype(e.dtype, s.dtype)), s
-                ).astype(e.dtype),
-                bounded, b.rate_avg,
+    if rate_transform is not None:
+        if not isinstance(rate_transform, RateBound):
+            raise TypeError(
+                "`rate_transform` must be the RateBound the optimizer was built with "
+                "(rate_bound(...), chain_bounds(...) or one of this package's bounds); got "
+                f"{type(rate_transform).__name__}, which cannot describe what it applied."
             )
+        count = jnp.maximum(jnp.asarray(state.count) - 1, 0)  # the last update's index
+        step = rate_transform.split(state.rate_state, None, count=count)
+        bounded = _base.tree_map(
+            lambda e, *new: step.bound_from_new(e, None, tuple(new)), eta, *step.arrays)
+        for tree in step.arrays:
             ulp = _base.tree_map(
-                lambda u, s: jnp.maximum(u, jnp.finfo(s.dtype).eps).astype(u.dtype),
-                ulp, b.rate_avg,
-            )
-        else:
-            bounded = _base.tree_map(
-                lambda e, lo=b.lower, hi=b.upper: jnp.minimum(
-                    jnp.maximum(e, lo.astype(e.dtype)), hi.astype(e.dtype)
-                ),
-                bounded,
-            )
+                lambda u, a: jnp.maximum(u, jnp.finfo(a.dtype).eps).astype(u.dtype)
+                if jnp.issubdtype(a.dtype, jnp.floating) else u, ulp, tree)
+    elif state.rate_state is None:
+        bounded = eta
+    else:
+        bounded = eta
+        for b in _describe(state.rate_state):
+            bounded = _APPLIED[type(b)](b, bounded)
+            if isinstance(b, ScaleByMomentalBoundState):
+                # s_t stored narrower than it was computed (bfloat16): its rounding
+                ulp = _base.tree_map(
+                    lambda u, s: jnp.maximum(u, jnp.finfo(s.dtype).eps).astype(u.dtype),
+                    ulp, b.rate_avg)
     active = _base.tree_map(
         lambda e, x, u: jnp.abs(x - e) > _ROUNDING_ULPS * u * jnp.abs(e), eta, bounded, ulp
     )
@@ -257,7 +363,7 @@ def _adam_rates(opt_state: Any, state: Any, given: dict) -> Any:
     return _base.tree_map(rate, state.nu)
 
 
-def _rates(opt_state, learning_rate, hyperparams):
+def _rates(opt_state, learning_rate, hyperparams, rate_transform=None):
     """(eta, bounded, active) for any supported state; see effective_learning_rates."""
     opt_state = _pure(opt_state)
     state = find_adam_state(opt_state)
@@ -271,7 +377,10 @@ def _rates(opt_state, learning_rate, hyperparams):
                 "(ScaleByBoundedAdamState.rate_hyperparams), so the rates are "
                 "recomputed from those."
             )
-        return _core_rates(state)
+        return _core_rates(state, rate_transform)
+    if rate_transform is not None:
+        raise ValueError("`rate_transform` is for this package's optimizer states; "
+                         "optax.adam/adamw apply no rate bound.")
     unknown = set(given) - {"learning_rate", "b2", "eps", "eps_root"}
     if unknown:
         raise TypeError(
@@ -286,6 +395,7 @@ def effective_learning_rates(
     opt_state: optax.OptState,
     learning_rate: Optional[optax.ScalarOrSchedule] = None,
     *,
+    rate_transform: Optional[RateBound] = None,
     b2: Optional[float] = None,
     eps: Optional[float] = None,
     eps_root: Optional[float] = None,
@@ -296,8 +406,8 @@ def effective_learning_rates(
       opt_state: the state of an optimizer of this package, of
         ``optax.adam``/``adamw``, or of any chain or wrapper holding one
         (``optax.chain``, ``inject_hyperparams``, ``MultiSteps``, ``masked``);
-        a Flax ``nnx.Optimizer`` or its ``opt_state`` also works (inside
-        ``nnx.jit`` too). See :func:`find_adam_state`.
+        a Flax ``nnx.Optimizer``, its ``opt_state`` (inside ``nnx.jit`` too)
+        or ``nnx.state(optimizer)`` also works. See :func:`find_adam_state`.
       learning_rate: only for an ``optax.ScaleByAdamState``: the float or
         schedule given to the optimizer (a schedule is evaluated at
         ``count - 1``, the last update's index). ``None`` reads it from an
@@ -306,19 +416,55 @@ def effective_learning_rates(
         ``learning_rate``; ``eps_root`` defaults to 0 (optax.adam's default),
         the others are required unless ``inject_hyperparams`` holds them.
         (Adam's rate ``lr_t / (sqrt(v_hat_t + eps_root) + eps)`` has no ``b1``.)
+      rate_transform: only for a core built with a bound of your own
+        (:func:`~adamod_optax.rate_bound`, or :func:`~adamod_optax.chain_bounds`
+        including one): pass that :class:`~adamod_optax.RateBound`. Its
+        ``split`` is evaluated at the last update's count and its
+        ``bound_from_new(eta, None, new)`` gives the rates the step applied.
+        This package's bounds need nothing: their state records what they
+        applied.
 
     Returns:
-      ``(eta, bounded)``: trees like the moments, float32 or wider. ``bounded``
-      is ``eta`` after the rate bounds recorded in the core's ``rate_state``
-      (``eta`` itself for Adam).
+      ``(eta, bounded)``: trees like the moments, float32 or wider. ``eta`` is
+      computed by the step's own rate code from the hyperparameters the step
+      recorded; ``bounded`` is what the step applied after its rate bounds,
+      computed by each bound's own elementwise code (``eta`` itself without a
+      bound, and for Adam). Exact where the bounds' state is stored in the
+      dtype it is computed in; a ``bfloat16`` rate average gives the rates
+      within its rounding, and AdaBound's recorded bounds (float64 with
+      ``jax_enable_x64``) may differ from the step's float32 ones by an ulp.
 
     Raises:
       ValueError: for a state of this package given any hyperparameter (it
         records them itself), for an ``optax.ScaleByAdamState`` missing one
-        (the message names what to pass), and for no or several Adam-style
-        states in ``opt_state``.
+        (the message names what to pass), for no or several Adam-style states
+        in ``opt_state``, and for a core whose rate transformation does not say
+        what it applied (a bound of your own: pass ``rate_transform``; a plain
+        optax transformation over rates: not supported), never unbounded rates
+        reported as bounded.
+      TypeError: for a ``rate_transform`` that is not a ``RateBound``.
+
+    Example:
+      A bound of your own (the cap of :func:`~adamod_optax.rate_bound`'s
+      example) is reported as applied when passed as ``rate_transform``:
+
+      >>> import jax.numpy as jnp, optax
+      >>> import adamod_optax as ao
+      >>> cap = ao.rate_bound(lambda params: (), lambda state, params=None, **kw:
+      ...     ao.BoundStep(arrays=(), bound=lambda eta: (jnp.minimum(eta, 0.5), ()),
+      ...                  bound_from_new=lambda eta, old, new: jnp.minimum(eta, 0.5),
+      ...                  finish=lambda new: ()))
+      >>> tx = optax.chain(ao.scale_by_bounded_adam(1.0, rate_transform=cap),
+      ...                  optax.scale(-1.0))
+      >>> params = {"w": jnp.array([1.0, 1.0])}
+      >>> state = tx.init(params)
+      >>> _, state = tx.update({"w": jnp.array([1e-3, 1.0])}, state, params)
+      >>> eta, bounded = ao.effective_learning_rates(state, rate_transform=cap)
+      >>> print(eta["w"].round(1), bounded["w"])  # Adam's first rates ~ 10 / |g|
+      [9996.8   10. ] [0.5 0.5]
     """
-    eta, bounded, _ = _rates(opt_state, learning_rate, dict(b2=b2, eps=eps, eps_root=eps_root))
+    eta, bounded, _ = _rates(opt_state, learning_rate, dict(b2=b2, eps=eps, eps_root=eps_root),
+                             rate_transform)
     return eta, bounded
 
 
@@ -332,6 +478,7 @@ def learning_rate_summary(
     log10_min: float = -8.0,
     log10_max: float = 4.0,
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    rate_transform: Optional[RateBound] = None,
     **hyperparams: Any,
 ) -> LearningRateSummary:
     """Summarises the effective learning rates of an optimizer state.
@@ -351,6 +498,7 @@ def learning_rate_summary(
         nonzero gradient; their Adam rate is ``lr / eps``).
       num_bins, log10_min, log10_max: the histogram's log10-spaced bins.
       quantiles: quantile levels in [0, 1].
+      rate_transform: a bound of your own, see :func:`effective_learning_rates`.
       **hyperparams: ``b2``, ``eps``, ``eps_root``, only for
         ``optax.adam``/``adamw`` states, as in :func:`effective_learning_rates`.
 
@@ -369,7 +517,7 @@ def learning_rate_summary(
     state = find_adam_state(opt_state)
     nu = state.nu_max if isinstance(state, ScaleByBoundedAdamState) and \
         state.nu_max is not None else state.nu
-    eta, bounded, active = _rates(opt_state, learning_rate, hyperparams)
+    eta, bounded, active = _rates(opt_state, learning_rate, hyperparams, rate_transform)
 
     def flat(tree, dtype=jnp.float32):
         leaves = jax.tree_util.tree_leaves(tree)

@@ -317,3 +317,187 @@ def test_nnx_optimizer_inside_nnx_jit():
             inside = step(model, opt, g)
         check(inside, *_reference())
         check(ao.learning_rate_summary(opt.opt_state), *_reference())  # eagerly, OptArray leaves
+
+
+# --- bounds of your own: reported exactly as applied, or refused -------------------------------
+
+CAP = 0.5
+
+
+def _cap_bound():
+    """The stateless cap of rate_bound's docstring: rates at most 0.5."""
+    return ao.rate_bound(
+        lambda params: (),
+        lambda state, params=None, **kw: ao.BoundStep(
+            arrays=(),
+            bound=lambda eta: (jnp.minimum(eta, CAP), ()),
+            bound_from_new=lambda eta, old, new: jnp.minimum(eta, CAP),
+            finish=lambda new: ()),
+        name="cap")
+
+
+def _ema_cap_bound(decay=0.7, factor=0.8):
+    """A stateful bound: c_t = decay c_{t-1} + (1 - decay) eta_t, output min(eta_t, factor c_t)."""
+    def split(state, params=None, **kw):
+        def bound(eta, c):
+            c_new = decay * c + (1 - decay) * eta
+            return jnp.minimum(eta, factor * c_new), (c_new,)
+
+        return ao.BoundStep(
+            arrays=(state,),
+            bound=bound,
+            bound_from_new=lambda eta, old, new: jnp.minimum(eta, factor * new[0]),
+            finish=lambda new: new[0])
+
+    return ao.rate_bound(lambda params: jax.tree.map(jnp.zeros_like, params), split,
+                         name="ema_cap")
+
+
+def _numpy_user_bounds(kind):
+    """NumPy float64: eta and the bounded rates of the last update for the two user bounds."""
+    grads, lrs = _grad_seq(), _lrs(3e-3)
+    c = {k: np.zeros(g.shape) for k, g in grads[0].items()}
+    for t in range(1, STEPS + 1):
+        eta, _ = true_rates(grads[:t], lrs[:t], **HP)
+        if kind == "cap":
+            bounded = {k: np.minimum(e, CAP) for k, e in eta.items()}
+        else:
+            for k in c:
+                c[k] = 0.7 * c[k] + 0.3 * eta[k]
+            bounded = {k: np.minimum(eta[k], 0.8 * c[k]) for k in c}
+    return eta, bounded
+
+
+@pytest.mark.parametrize("kind", ["cap", "ema_cap"])
+@pytest.mark.parametrize("fast_path", ["plain", "recompute"])
+def test_user_bound_is_reported_as_applied(kind, fast_path):
+    bound = _cap_bound() if kind == "cap" else _ema_cap_bound()
+    tx = optax.chain(ao.scale_by_bounded_adam(3e-3, **HP, rate_transform=bound,
+                                              fast_path=fast_path), optax.scale(-1.0))
+    state = _train(tx)
+    eta, bounded = _numpy_user_bounds(kind)
+    got_eta, got_bounded = ao.effective_learning_rates(state, rate_transform=bound)
+    check_rates(got_eta, eta)
+    check_rates(got_bounded, bounded)
+    # the bound acts on part of the elements, so bounded differs from eta there
+    assert 0 < np.mean(_flat(bounded) < _flat(eta)) < 1
+    check(jax.jit(lambda s: ao.learning_rate_summary(s, rate_transform=bound))(state),
+          eta, bounded)
+    # the step really applied these rates: its update is -bounded * m (folded form)
+    params = _params()
+    g = jax.tree.map(jnp.asarray, _grad_seq(STEPS + 1)[-1])
+    updates, new_state = jax.jit(tx.update)(g, state, params)
+    _, applied = ao.effective_learning_rates(new_state, rate_transform=bound)
+    core = new_state[0]
+    for k in ("w", "b"):
+        np.testing.assert_allclose(np.asarray(updates[k]),
+                                   -np.asarray(applied[k]) * np.asarray(core.mu[k]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["cap", "ema_cap"])
+def test_user_bound_without_rate_transform_is_refused(kind):
+    """Before: the cap's rates (up to ~3,690 here) were returned as `bounded`."""
+    bound = _cap_bound() if kind == "cap" else _ema_cap_bound()
+    state = _train(optax.chain(ao.scale_by_bounded_adam(3e-3, **HP, rate_transform=bound),
+                               optax.scale(-1.0)))
+    for f in (ao.effective_learning_rates, ao.learning_rate_summary):
+        with pytest.raises(ValueError, match="rate_transform="):
+            f(state)
+
+
+def test_chain_of_user_and_package_bounds():
+    bound = ao.chain_bounds(_cap_bound(), ao.scale_by_momental_bound(0.9))
+    state = _train(optax.chain(ao.scale_by_bounded_adam(3e-3, **HP, rate_transform=bound),
+                               optax.scale(-1.0)))
+    with pytest.raises(ValueError, match="rate_transform="):
+        ao.effective_learning_rates(state)
+    grads, lrs = _grad_seq(), _lrs(3e-3)
+    s = {k: np.zeros(g.shape) for k, g in grads[0].items()}
+    want = {}
+    for t in range(1, STEPS + 1):
+        e_t, _ = true_rates(grads[:t], lrs[:t], **HP)
+        for k in s:
+            x = np.minimum(e_t[k], CAP)  # the cap, then AdaMod's average of what it let through
+            s[k] = 0.9 * s[k] + 0.1 * x
+            want[k] = np.minimum(x, s[k])
+    _, got = ao.effective_learning_rates(state, rate_transform=bound)
+    check_rates(got, want)
+
+
+def test_package_bound_passed_as_rate_transform_agrees():
+    bound = ao.scale_by_momental_bound(0.9)
+    state = _train(optax.chain(ao.scale_by_bounded_adam(SCHED, **HP, rate_transform=bound),
+                               optax.scale(-1.0)))
+    by_state = ao.effective_learning_rates(state)
+    by_code = ao.effective_learning_rates(state, rate_transform=bound)
+    for a, b in zip(jax.tree.leaves(by_state), jax.tree.leaves(by_code)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    check_rates(by_code[1], _reference()[1])
+
+
+@pytest.mark.parametrize("rate_transform", [
+    optax.scale(0.5),  # state EmptyState: a stateless plain transformation
+    optax.chain(ao.scale_by_momental_bound(0.9), optax.scale(0.5)),
+], ids=["scale", "bound_then_scale"])
+def test_plain_rate_transformation_is_refused(rate_transform):
+    """A plain optax transformation over rates cannot say what it applied: an error, never
+    its input rates labelled bounded."""
+    state = _train(optax.chain(
+        ao.scale_by_bounded_adam(3e-3, **HP, rate_transform=rate_transform),
+        optax.scale(-1.0)))
+    with pytest.raises(ValueError, match="cannot describe itself"):
+        ao.learning_rate_summary(state)
+    with pytest.raises(TypeError, match="must be the RateBound"):
+        ao.effective_learning_rates(state, rate_transform=rate_transform)
+
+
+def test_no_bound_reports_the_rates_unbounded():
+    """rate_transform=None (DiffGrad's core): state None, bounded == eta, never 'active'."""
+    state = _train(optax.chain(ao.scale_by_bounded_adam(3e-3, **HP), optax.scale(-1.0)))
+    assert state[0].rate_state is None
+    eta, bounded = ao.effective_learning_rates(state)
+    check_rates(eta, true_rates(_grad_seq(), _lrs(3e-3), **HP)[0])
+    check_rates(bounded, true_rates(_grad_seq(), _lrs(3e-3), **HP)[0])
+    assert float(ao.learning_rate_summary(state).fraction_bounded) == 0.0
+
+
+def test_rate_bound_needs_its_split():
+    """RateBound(init, update) with a plain update cannot be built (it used to be, and then
+    failed with an AttributeError deep inside fast_path='auto' on CPU)."""
+    with pytest.raises(TypeError, match="rate_bound"):
+        ao.RateBound(lambda p: (), lambda rates, state, params=None, **kw: (rates, state))
+    with pytest.raises(ValueError, match="at least one bound"):
+        ao.chain_bounds()
+
+
+def test_rate_transform_is_refused_for_optax_adam():
+    state = _train(optax.adam(SCHED, b1=0.8, b2=0.99, eps=1e-6), steps=2)
+    with pytest.raises(ValueError, match="rate_transform"):
+        ao.effective_learning_rates(state, SCHED, b2=0.99, eps=1e-6,
+                                    rate_transform=_cap_bound())
+
+
+def test_nnx_state_of_the_optimizer():
+    """nnx.state(optimizer), the object the checkpoint guide saves, is accepted; where it
+    cannot be read unambiguously the error says what to pass."""
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Model(nnx.Module):
+        def __init__(self):
+            p = _params()
+            self.w, self.b, self.frozen = (nnx.Param(p[k]) for k in ("w", "b", "frozen"))
+
+    for tx in (ao.adamod(SCHED, **HP, b3=0.9), ao.amsbound(3e-3, **HP),
+               optax.inject_hyperparams(ao.adamod)(learning_rate=SCHED, **HP, b3=0.9)):
+        model = Model()
+        opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        for g in _grad_seq(3):
+            opt.update(model, nnx.State({k: nnx.Param(jnp.asarray(v)) for k, v in g.items()}))
+        want = ao.effective_learning_rates(opt)
+        got = ao.effective_learning_rates(nnx.state(opt))
+        for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert int(ao.learning_rate_summary(nnx.state(opt)).count) == 3
+    opt = nnx.Optimizer(Model(), ao.diffgrad(3e-3), wrt=nnx.Param)
+    with pytest.raises(ValueError, match=r"pass the nnx\.Optimizer itself"):
+        ao.learning_rate_summary(nnx.state(opt))
