@@ -416,14 +416,20 @@ def _read_text(path: str) -> list[str]:
         return f.read().split("\n")[:-1]
 
 
+# What a run's numbers depend on: the optimizers, the data, the model and this driver.
+_CODE_PATHS = ("adamod_optax", "benchmarks/bible.py", "benchmarks/nmt.py",
+               "benchmarks/translation.py")
+
+
 def git_revision() -> str:
-    """The commit the code ran at (``+dirty`` with uncommitted changes), or ``unknown``."""
+    """The commit the code ran at (``+dirty`` with uncommitted changes to the files a run's
+    numbers depend on), or ``unknown``."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmarks",
-                                "adamod_optax"], cwd=root, capture_output=True, text=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *_CODE_PATHS],
+                               cwd=root, capture_output=True, text=True,
                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
