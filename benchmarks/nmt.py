@@ -123,7 +123,7 @@ def _attend(q, k, v, mask):
     import jax
     import jax.numpy as jnp
 
-    logits = jnp.einsum("bqhc,bkhc->bhqk", q, k) / np.sqrt(q.shape[-1])
+    logits = jnp.einsum("bqhc,bkhc->bhqk", q, k) / float(np.sqrt(q.shape[-1]))
     logits = jnp.where(mask, logits, -1e9)
     out = jnp.einsum("bhqk,bkhc->bqhc", jax.nn.softmax(logits, -1), v)
     return out.reshape(*out.shape[:2], -1)
@@ -157,7 +157,7 @@ def _embed(params, tokens, cfg, offset=0):
     import jax.numpy as jnp
 
     pos = jnp.asarray(sinusoid(offset + tokens.shape[1], cfg.d_model))[offset:]
-    return params["embed"][tokens] * np.sqrt(cfg.d_model) + pos
+    return params["embed"][tokens] * float(np.sqrt(cfg.d_model)) + pos
 
 
 def encode(params, src, cfg: ModelConfig, dropout_key=None):
@@ -282,7 +282,7 @@ def beam_search(params, src, cfg: ModelConfig, *, beam: int, max_len: int,
 
     def step(carry):
         t, tokens, scores, finished, lengths, cache = carry
-        x = params["embed"][tokens[:, t]] * np.sqrt(d) + pos_table[t]
+        x = params["embed"][tokens[:, t]] * float(np.sqrt(d)) + pos_table[t]
         x = x[:, None, :]
         mask = (jnp.arange(max_len) <= t)[None, None, None, :]
         new_cache = []
