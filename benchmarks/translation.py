@@ -265,8 +265,16 @@ def _jitted(arm: str, cfg: Config):
     return tx, sched, train_step, summary, eval_terms
 
 
-def _run_name(arm: str, seed: int) -> str:
+def _run_name(arm: str, seed: int, cfg: Optional[Config] = None) -> str:
+    """``<arm>_seed<k>``; an AdaMod run of the ``b3`` sweep (``--b3`` other than the
+    experiment's) is ``adamod_b3-<b3>_seed<k>``."""
+    if arm == "adamod" and cfg is not None and cfg.b3 != _default_b3(cfg):
+        return f"adamod_b3-{cfg.b3:g}_seed{seed}"
     return f"{arm}_seed{seed}"
+
+
+def _default_b3(cfg: Config) -> float:
+    return SMOKE.b3 if cfg.vocab_size == SMOKE.vocab_size else FULL.b3
 
 
 def _checkpoint_manager(path: str, cfg: Config):
@@ -299,7 +307,7 @@ def train_run(arm: str, seed: int, cfg: Config, data: Data, work: str, *,
                            "val_steps": [], "val_loss": [], "val_nll": [],
                            "hist_steps": [], "hist": [], "lr_max": [], "fraction_bounded": [],
                            "train_seconds": 0.0, "resumed_at": []}
-    ckpt_dir = os.path.join(work, "checkpoints", _run_name(arm, seed))
+    ckpt_dir = os.path.join(work, "checkpoints", _run_name(arm, seed, cfg))
     manager = _checkpoint_manager(ckpt_dir, cfg)
     start = 0
     if resume and manager.latest_step() is not None:
@@ -355,7 +363,7 @@ def train_run(arm: str, seed: int, cfg: Config, data: Data, work: str, *,
             vl, vn = validate()
             log["val_steps"].append(step), log["val_loss"].append(vl), log["val_nll"].append(vn)
         if progress and (step % 10 == 0 or step == cfg.steps):
-            print(f"[{_run_name(arm, seed)}] step {step}/{cfg.steps} loss "
+            print(f"[{_run_name(arm, seed, cfg)}] step {step}/{cfg.steps} loss "
                   f"{np.mean(log['train_loss'][-10:]):.3f} val "
                   f"{log['val_loss'][-1]:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
@@ -462,10 +470,11 @@ def run_one(arm: str, seed: int, cfg: Config, data: Data, out: str, work: str, *
     refs = [p.en for p in data.test]
     score, signature, chrf = bleu(hyps, refs)
     os.makedirs(out, exist_ok=True)
-    name = _run_name(arm, seed)
+    name = _run_name(arm, seed, cfg)
     _write_text(os.path.join(out, f"{name}.hyp.txt"), hyps)
     result = {
         "arm": arm, "name": ARM_NAMES[arm], "seed": seed, "total_steps": cfg.steps,
+        "b3_sweep": name != f"{arm}_seed{seed}",
         "learning_rate": cfg.lr, "schedule": describe_schedule(cfg, arm == "adam_warmup"),
         "optimizer": ("adamod_optax.adamod" if arm == "adamod" else "optax.adamw"),
         "b1": cfg.b1, "b2": cfg.b2, "eps": cfg.eps, "weight_decay": cfg.weight_decay,
@@ -574,11 +583,41 @@ def load_results(out: str) -> dict[str, list[dict[str, Any]]]:
     return runs
 
 
+def load_sweep(out: str) -> list[dict[str, Any]]:
+    """The runs of the ``b3`` sweep (``adamod_b3-<b3>_seed<k>.json``)."""
+    if not os.path.isdir(out):
+        return []
+    runs = []
+    for f in sorted(os.listdir(out)):
+        if f.startswith("adamod_b3-") and f.endswith(".json"):
+            with open(os.path.join(out, f)) as fh:
+                runs.append(json.load(fh))
+    return runs
+
+
+def sweep_table(runs: dict[str, list[dict[str, Any]]], sweep: list[dict[str, Any]]) -> str:
+    """Markdown: AdaMod's BLEU and final validation loss per ``b3`` and seed (the runs of
+    the main experiment at its ``b3`` included), beside Adam with warmup on the same seeds."""
+    rows = sorted([*runs.get("adamod", []), *sweep], key=lambda r: (r["b3"], r["seed"]))
+    seeds = {r["seed"] for r in sweep}
+    lines = ["| optimizer | b3 (memory, steps) | seed | test BLEU | final validation loss |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        if r["seed"] in seeds:
+            lines.append(f"| AdaMod | {r['b3']:g} ({1 / (1 - r['b3']):.0f}) | {r['seed']} | "
+                         f"{r['bleu']:.2f} | {r['val_loss'][-1]:.3f} |")
+    for r in runs.get("adam_warmup", []):
+        if r["seed"] in seeds:
+            lines.append(f"| Adam, linear warmup | - | {r['seed']} | {r['bleu']:.2f} | "
+                         f"{r['val_loss'][-1]:.3f} |")
+    return "\n".join(lines)
+
+
 def check_bleu(out: str) -> list[tuple[str, float, float]]:
     """Recomputes every run's BLEU from its hypothesis file and the references."""
     refs = _read_text(os.path.join(out, "test.ref.txt"))
     rows = []
-    for runs in load_results(out).values():
+    for runs in [*load_results(out).values(), load_sweep(out)]:
         for r in runs:
             hyps = _read_text(os.path.join(out, r["hypotheses"]))
             if len(hyps) != len(refs):
@@ -613,8 +652,9 @@ def compare(runs: dict[str, list[dict[str, Any]]], a: str, b: str) -> str:
         return ""
     ba, bb = ([r["bleu"] for r in runs[x]] for x in (a, b))
     if min(len(ba), len(bb)) < 2:
-        verdict = "not compared (one seed: no spread to compare against)"
-    elif min(ba) > max(bb):
+        return (f"{ARM_NAMES[a]} ({np.median(ba):.2f}) and {ARM_NAMES[b]} "
+                f"({np.median(bb):.2f}): one seed: no spread to compare against")
+    if min(ba) > max(bb):
         verdict = "better than"
     elif max(ba) < min(bb):
         verdict = "worse than"
@@ -704,7 +744,8 @@ def report(out: str, title_prefix: str = "") -> str:
         raise SystemExit(f"error: no finished runs (<arm>_seed<k>.json) in {out}")
     first = next(iter(runs.values()))[0]
     sig = {r["sacrebleu_signature"] for rs in runs.values() for r in rs}
-    total = sum(r["train_seconds"] + r["decode_seconds"] for rs in runs.values() for r in rs)
+    everything = [r for rs in runs.values() for r in rs] + load_sweep(out)
+    total = sum(r["train_seconds"] + r["decode_seconds"] for r in everything)
     lines = [
         f"# {title_prefix}Spanish-to-English translation: Adam with and without warmup, AdaMod",
         "",
@@ -722,6 +763,10 @@ def report(out: str, title_prefix: str = "") -> str:
         f"Machine: {first['machine']}; train + decode time of all runs {total / 3600:.2f} "
         "h (single-threaded processes).",
     ]
+    sweep = load_sweep(out)
+    if sweep:
+        lines += ["", "AdaMod's b3 (the paper's Figure 9), the seeds the sweep ran:", "",
+                  sweep_table(runs, sweep)]
     md = "\n".join(lines) + "\n"
     with open(os.path.join(out, "translation.md"), "w") as f:
         f.write(md)
@@ -762,6 +807,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--jobs", default="", help="arm:seed,... instead of --arms x --seeds")
     p.add_argument("--steps", type=int, default=None, help="override the run length")
+    p.add_argument("--b3", type=float, default=None,
+                   help="AdaMod's b3 for a sweep run (written as adamod_b3-<b3>_seed<k>)")
     p.add_argument("--resume", action="store_true",
                    help="continue interrupted runs from their checkpoints; skip finished ones")
     p.add_argument("--workers", type=int, default=1,
@@ -777,6 +824,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.work = args.work or (os.path.join(args.out, "work") if smoke else "outputs/translation")
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
+    if args.b3 is not None:
+        cfg = dataclasses.replace(cfg, b3=args.b3)
     if args.check:
         bad = 0
         for name, reported, recomputed in check_bleu(args.out):
@@ -797,7 +846,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if any(a not in ARMS for a in arms):
         p.error(f"--arms: choose from {ARMS}, got {arms}")
     jobs = _parse_jobs(args.jobs, arms, seeds)
-    done = {(r["arm"], r["seed"]) for rs in load_results(args.out).values() for r in rs}
+    done = {(r["arm"], r["seed"]) for rs in load_results(args.out).values() for r in rs
+            if r["b3"] in (None, cfg.b3)}
+    done |= {("adamod", r["seed"]) for r in load_sweep(args.out) if r["b3"] == cfg.b3}
     pending = [j for j in jobs if not (args.resume and j in done)]
     data = prepare(cfg, args.work)  # tokenizer trained once, before any worker starts
     write_references(cfg, data, args.out)
@@ -815,7 +866,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for arm, seed in pending:
             r = run_one(arm, seed, cfg, data, args.out, args.work, resume=args.resume,
                         progress=args.progress, smoke=smoke)
-            print(f"{prefix}{_run_name(arm, seed)}: BLEU {r['bleu']:.2f}, final validation "
+            print(f"{prefix}{_run_name(arm, seed, cfg)}: BLEU {r['bleu']:.2f}, final validation "
                   f"loss {r['val_loss'][-1]:.3f}", flush=True)
     if args.workers > 1 or not args.jobs:
         print(report(args.out, prefix))
