@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 jax.config.update("jax_enable_x64", True)
-from tests.helpers import FAMILY  # noqa: E402
+from benchmarks.accuracy import FAMILY  # noqa: E402
 
 STEPS = 300
 rng = np.random.default_rng(0)

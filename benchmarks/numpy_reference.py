@@ -4,11 +4,24 @@ Each reference is a small class with ``step(params, grads, lr, ...)`` acting on
 dicts of float64 arrays, written line by line from the algorithm statements
 (the released AdaMod code and the paper's Algorithm 2), independent of the
 package's code structure. ``lr`` is the learning rate in force at this step.
+
+Plain NumPy, no JAX and no package import: ``benchmarks.accuracy`` and
+``benchmarks.robustness`` measure the package against these classes, and the
+tests (``tests/``) import them from here.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+__all__ = [
+    "AdaBound",
+    "AdaBoundLowerAdaModUpper",
+    "AdaModPaper",
+    "AdaModReleased",
+    "DiffGrad",
+    "DiffMod",
+]
 
 
 class _AdaModBase:

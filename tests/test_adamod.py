@@ -10,18 +10,19 @@ import optax
 import pytest
 
 import adamod_optax as ao
-from tests.helpers import (
+from benchmarks.accuracy import (
     ADAMOD_CONFIGS,
     TOL,
     TREES,
     WARMUP_DECAY,
     closed_loop_grad,
+    compare_with_reference,
     decay_matrices,
     flat,
     run_adamod,
     unflat,
 )
-from tests.reference import AdaModReleased
+from benchmarks.numpy_reference import AdaModPaper, AdaModReleased
 
 
 @pytest.mark.parametrize("algorithm", ["released", "paper"])
@@ -285,9 +286,6 @@ def test_weight_decay_needs_params():
 def test_eps_root_matches_reference(algorithm):
     """eps_root sits inside the square root as in optax.scale_by_adam (released form: on v_t,
     paper form: on v_hat_t), checked against the NumPy reference with non-default b1/b2/eps."""
-    from tests.helpers import compare_with_reference
-    from tests.reference import AdaModPaper
-
     hp = dict(b1=0.8, b2=0.99, eps=1e-6, eps_root=1e-4)
     tx = ao.adamod(WARMUP_DECAY, **hp, b3=0.9, algorithm=algorithm, weight_decay=1e-2)
     ref = (AdaModReleased if algorithm == "released" else AdaModPaper)(b3=0.9, **hp)

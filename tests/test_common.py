@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from tests.helpers import FAMILY
+from benchmarks.accuracy import FAMILY
 
 NAMES = sorted(FAMILY)
 

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import adamod_optax  # noqa: F401
+from benchmarks.numpy_reference import AdaModReleased
 from tests.golden import problem
 from tests.golden.compare import (
     CASES,
@@ -91,9 +92,7 @@ def test_metadata_and_size():
 
 @pytest.mark.parametrize("config", list(problem.configs()["adamod"]))
 def test_adamod_release_matches_numpy_reference(config):
-    """torch-optimizer's AdaMod equals tests/reference.py's AdaModReleased."""
-    from tests.reference import AdaModReleased
-
+    """torch-optimizer's AdaMod equals benchmarks/numpy_reference.py's AdaModReleased."""
     c = case("adamod", config)
     h = c["config"]["hyper"]
     ref = AdaModReleased(b1=h.get("b1", 0.9), b2=h.get("b2", 0.999), b3=h.get("b3", 0.999),

@@ -15,7 +15,7 @@ import optax
 import pytest
 
 import adamod_optax as ao
-from tests.helpers import decay_matrices
+from benchmarks.accuracy import decay_matrices
 
 OPTIMIZERS = {
     "adamod": ao.adamod,

@@ -33,7 +33,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import adamod_optax as ao  # noqa: E402
 from adamod_optax import ScaleByMomentalBoundState  # noqa: E402
-from tests.helpers import FAMILY  # noqa: E402
+from benchmarks.accuracy import FAMILY  # noqa: E402
 
 NAMES = sorted(FAMILY)
 DTYPES = [jnp.float16, jnp.bfloat16, jnp.float32]

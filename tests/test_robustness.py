@@ -20,8 +20,9 @@ import pytest
 
 import adamod_optax as ao
 from adamod_optax import ClipByDynamicBoundState, ScaleByBoundedAdamState
-from tests import reference
-from tests.helpers import FAMILY, LONG_STEPS, long_grads, scan_run
+from benchmarks import numpy_reference as reference
+from benchmarks.accuracy import FAMILY
+from benchmarks.robustness import LONG_STEPS, long_grads, scan_run
 
 NAMES = sorted(FAMILY)
 INT32_MAX = 2**31 - 1
