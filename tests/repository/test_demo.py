@@ -164,8 +164,8 @@ def test_real_shakespeare_is_the_same_text_whichever_way_it_was_set_up():
 def test_printed_snippet_pastes_into_python_and_runs(tmp_path, capsys):
     """The snippet printed at the end runs as pasted into an interactive python: no leading
     indentation, its own imports, a blank line after each block (the REPL ends blocks there)."""
-    demo.main(["--task", "digits", "--tiny", "--seeds", "0", "--out", str(tmp_path),
-               "--no-progress"])
+    demo.main(["--task", "digits", "--tiny", "--steps", "2", "--seeds", "0",
+               "--out", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
     head = "paste it into python as it is; params and loss_fn stand for yours):\n"
     assert head in out
