@@ -167,9 +167,16 @@ def test_multi_steps_accumulates(name):
     g = {"w": jnp.linspace(0.3, -0.7, 5)}
     # float64 accumulator: optax's default float32 one rounds g, which shows wherever the step
     # is linear in g (an AdaBound rate clipped to its bound), not only scale-invariant Adam steps.
-    ms = optax.MultiSteps(FAMILY[name](), every_k_schedule=2, accumulator_dtype=jnp.float64)
+    # optax 0.2.5 has no accumulator_dtype and accumulates in the params' dtype: float64 too.
+    import inspect
+
+    f64 = {"accumulator_dtype": jnp.float64}
+    if "accumulator_dtype" not in inspect.signature(optax.MultiSteps).parameters:
+        f64 = {}
+    ms = optax.MultiSteps(FAMILY[name](), every_k_schedule=2, **f64)
     single = FAMILY[name]()
     s = ms.init(params)
+    assert s.acc_grads["w"].dtype == jax.dtypes.canonicalize_dtype(jnp.float64)
     u1, s = ms.update(g, s, params)
     chex.assert_trees_all_equal(u1, jax.tree.map(jnp.zeros_like, params))
     u2, s = ms.update(g, s, params)

@@ -7,6 +7,8 @@ with x64 off (tests/repository/test_x64_off.py): parameters are then float32 and
 the comparison with the NumPy float64 reference uses float32 tolerances.
 """
 
+import inspect
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -66,9 +68,16 @@ def test_multi_steps_accumulates_then_steps_on_the_mean_gradient():
     k = 3
     params = _params()
     grads = [_grads(i) for i in range(3 * k)]
-    # MultiSteps accumulates in float32 unless told otherwise; these params are float64.
-    tx = optax.MultiSteps(adamod(1e-2), every_k_schedule=k, accumulator_dtype=jnp.float64)
+    # Newer optax's MultiSteps accumulates in float32 unless told otherwise (accumulator_dtype);
+    # optax 0.2.5 has no such argument and accumulates in the params' dtype. Both give a
+    # float64 accumulator for these float64 params (checked), so the comparison is as tight.
+    f64 = {"accumulator_dtype": jnp.float64}
+    if "accumulator_dtype" not in inspect.signature(optax.MultiSteps).parameters:
+        f64 = {}
+    tx = optax.MultiSteps(adamod(1e-2), every_k_schedule=k, **f64)
     state = tx.init(params)
+    for acc, param in zip(jax.tree.leaves(state.acc_grads), jax.tree.leaves(params)):
+        assert acc.dtype == jax.dtypes.canonicalize_dtype(jnp.float64) == param.dtype
     update = jax.jit(tx.update)
     p = params
     for i, g in enumerate(grads):

@@ -196,7 +196,7 @@ def _chain_of(bound):
 
 
 COMPOSITIONS = {
-    # name: (factory fast_path -> tx, keeps the fast path under "auto")
+    # name: (factory fast_path -> tx, "auto" takes the fast path)
     "adamod": (lambda fp: ao.adamod(1e-3, weight_decay=1e-4, fast_path=fp), True),
     "chain_bounds": (
         _chain_of(ao.chain_bounds(
@@ -219,12 +219,14 @@ COMPOSITIONS = {
             learning_rate=1e-3, b3=0.999, fast_path=fp),
         True,
     ),
-    "MultiSteps": (lambda fp: optax.MultiSteps(ao.adamod(1e-3, fast_path=fp), 4), False),
+    "MultiSteps": (lambda fp: optax.MultiSteps(ao.adamod(1e-3, fast_path=fp), 4), True),
     "diffmod": (lambda fp: ao.diffmod(1e-3, fast_path=fp), True),
 }
+LEAVES = 2  # the N-element leaves "w" and "b" ("frozen" is 8 elements)
 
 
 def _compiled_step(tx):
+    """(program text, temporaries of the compiled, donated step in whole leaves, rounded down)."""
     params = {
         "w": jax.ShapeDtypeStruct((N,), jnp.float32),
         "b": jax.ShapeDtypeStruct((N,), jnp.float32),
@@ -236,37 +238,54 @@ def _compiled_step(tx):
         return optax.apply_updates(p, u), s
 
     state = jax.eval_shape(tx.init, params)
-    return jax.jit(step, donate_argnums=(0, 1)).lower(params, state, params).compile()
-
-
-def _temp_bytes(compiled):
-    stats = compiled.memory_analysis()
+    lowered = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, params)
+    stats = lowered.compile().memory_analysis()
     if stats is None:
         pytest.skip("no memory analysis on this backend")
-    return stats.temp_size_in_bytes
-
-
-def _temp_arrays(tx):
-    """Array-sized temporaries (rounded down) of the compiled, donated step."""
-    return _temp_bytes(_compiled_step(tx)) // (N * 4)
+    return lowered.as_text(), stats.temp_size_in_bytes // (N * 4)
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU fusion property")
 @pytest.mark.parametrize("name", sorted(COMPOSITIONS))
 def test_which_compositions_keep_the_fast_path(name):
-    make, keeps = COMPOSITIONS[name]
-    plain = _temp_arrays(make("plain"))
-    auto = _temp_arrays(make("auto"))
-    if name == "MultiSteps":
-        # optax.MultiSteps computes the inner update every step and selects it with
-        # the accumulation branch, so every state array is a temporary on every path;
-        # there the fast path's barrier'd copy of v adds one array instead of saving
-        # the rates (documented: use fast_path="plain" under MultiSteps).
-        assert auto == plain + 1, (auto, plain)
+    """Protected on every supported jaxlib, read from the compiled, donated step.
+
+    (1) ``fast_path="auto"`` compiles exactly the program of the path it stands for: the fast
+    one, or the plain one where the composition cannot take it. (2) The fast path keeps no
+    array-sized temporary of rates per leaf: less than one leaf of temporaries (diffmod: only
+    DiffGrad's previous gradient, at most one leaf per leaf). (3) The plain path does
+    materialise the rates, at least one leaf-sized temporary more than the fast path, so (2)
+    is a property of the fast path and not of a compiler that keeps nothing anyway.
+
+    Exact counts are XLA's buffer assignment and differ between versions (two leaves: the
+    plain step keeps 2 rate arrays with jaxlib 0.10.2, one shared buffer with jaxlib 0.4.35),
+    so they are compared only within one compiler and never pinned.
+    """
+    make, takes_fast_path = COMPOSITIONS[name]
+    plain_text, plain = _compiled_step(make("plain"))
+    auto_text, _ = _compiled_step(make("auto"))
+    assert plain >= 1, plain  # the plain step materialises the rates
+    if not takes_fast_path:
+        # optax.chain returns a plain transformation: "auto" falls back to the plain program
+        # (fast_path="recompute" refuses it: test_fast_path_argument_is_checked).
+        assert auto_text == plain_text
         return
-    # diffmod keeps one temporary per leaf on every path: the friction's previous
-    # gradient (the update reads the old one while the new state overwrites its
-    # donated buffer); see docs/guides/performance.md.
-    floor = 2 if name == "diffmod" else 0
-    assert plain == floor + 2, plain  # the rates of both leaves, materialised
-    assert auto == (floor if keeps else plain), (auto, plain)
+    fast_text, fast = _compiled_step(make("recompute"))
+    assert auto_text == fast_text  # on CPU "auto" is the fast path
+    if name == "MultiSteps":
+        # optax.MultiSteps computes the inner update every step and selects it with the
+        # accumulation branch, so state arrays are temporaries on every path and the fast
+        # path's promise does not hold there (docs/guides/performance.md: pass
+        # fast_path="plain" under MultiSteps). Measured: jaxlib 0.10.2 plain 7 / fast 8,
+        # jaxlib 0.4.35 plain 7 / fast 5; pinned here is only that both keep leaf-sized
+        # temporaries, at least one per leaf.
+        assert plain >= LEAVES and fast >= LEAVES, (plain, fast)
+        return
+    if name == "diffmod":
+        # DiffGrad's friction keeps the previous gradient alive on every path (the update reads
+        # the old one while the new state overwrites its donated buffer): at most one leaf-sized
+        # temporary per leaf, and the plain path's rates on top (docs/guides/performance.md).
+        assert fast <= LEAVES, fast
+    else:
+        assert fast == 0, fast  # no array-sized temporary at all
+    assert plain - fast >= 1, (plain, fast)
