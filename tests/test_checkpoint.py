@@ -6,6 +6,8 @@ position and the hyperparameters injected by ``optax.inject_hyperparams``,
 including one changed by hand during the run).
 """
 
+import inspect
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -101,6 +103,10 @@ def test_resume_from_orbax_checkpoint_is_bit_identical(tmp_path):
 def test_nnx_model_and_optimizer_round_trip(tmp_path):
     nnx = pytest.importorskip("flax.nnx")
     x, y = _batch(0)
+    # Flax >= 0.11: optimizer.update(model, grads); older Flax (the only one jax 0.4.35
+    # installs): optimizer.update(grads). nnx.to_pure_dict replaced State.to_pure_dict.
+    takes_model = "model" in inspect.signature(nnx.Optimizer.update).parameters
+    pure = nnx.to_pure_dict if hasattr(nnx, "to_pure_dict") else nnx.State.to_pure_dict
 
     def fresh():
         model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
@@ -110,7 +116,10 @@ def test_nnx_model_and_optimizer_round_trip(tmp_path):
     @nnx.jit
     def step(model, optimizer):
         grads = nnx.grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)
-        optimizer.update(model, grads)
+        if takes_model:
+            optimizer.update(model, grads)
+        else:
+            optimizer.update(grads)
 
     model, optimizer = fresh()
     for _ in range(8):
@@ -134,5 +143,5 @@ def test_nnx_model_and_optimizer_round_trip(tmp_path):
     for _ in range(5):
         step(model, optimizer)
     chex.assert_trees_all_equal(
-        nnx.to_pure_dict(nnx.state(model)), nnx.to_pure_dict(expected)
+        pure(nnx.state(model)), pure(expected)
     )
