@@ -1,4 +1,5 @@
-"""Packaging as the ecosystem expects: version, py.typed, type hints, ruff, doctests."""
+"""Packaging as the ecosystem expects: version, py.typed, type hints, ruff, doctests,
+declared dependencies, the floor stack CI installs, and metadata a packager accepts."""
 
 import ast
 import importlib.metadata
@@ -71,8 +72,25 @@ def test_ruff_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _requirements(strings):
+    from packaging.requirements import Requirement  # a dependency of pytest
+
+    return {canonicalize(r.name): r for r in map(Requirement, strings)}
+
+
+def canonicalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# Top-level module -> the distribution that provides it, for what the library may import.
 # The library imports its runtime dependencies and itself, nothing else.
-RUNTIME_IMPORTS = {"jax", "jaxlib", "optax", "chex", "numpy", "adamod_optax"}
+DISTRIBUTION_OF = {"jax": "jax", "jaxlib": "jaxlib", "optax": "optax", "numpy": "numpy"}
+RUNTIME_IMPORTS = {*DISTRIBUTION_OF, "adamod_optax"}
 
 
 def _imports(path: pathlib.Path) -> set[str]:
@@ -93,6 +111,91 @@ def test_package_imports_only_runtime_dependencies():
         top = {name.split(".")[0] for name in _imports(path)}
         outside = top - RUNTIME_IMPORTS - set(sys.stdlib_module_names)
         assert not outside, f"{path.name} imports {sorted(outside)}"
+
+
+def _runtime_imports() -> set[str]:
+    """Top-level modules outside the standard library that the package imports."""
+    names = set()
+    for path in sorted(PACKAGE.glob("*.py")):
+        names |= {name.split(".")[0] for name in _imports(path)}
+    return names - set(sys.stdlib_module_names) - {"adamod_optax"}
+
+
+def test_every_runtime_import_is_a_declared_dependency():
+    declared = _requirements(_pyproject()["project"]["dependencies"])
+    imported = _runtime_imports()
+    assert {"jax", "optax", "numpy"} <= imported, imported  # the parse sees the imports
+    for module in sorted(imported):
+        assert module in DISTRIBUTION_OF, f"adamod_optax imports {module}: declare it"
+        assert canonicalize(DISTRIBUTION_OF[module]) in declared, module
+    # and the table agrees with what is installed, where it is installed
+    installed = importlib.metadata.packages_distributions()
+    for module, dist in DISTRIBUTION_OF.items():
+        if module in installed:
+            assert dist in installed[module], (module, installed[module])
+    # chex is a test tool only: no import of it in the package, nor a runtime dependency
+    assert "chex" not in imported
+    assert "chex" not in declared
+    assert "chex" in _requirements(_pyproject()["project"]["optional-dependencies"]["test"])
+
+
+FLOOR_CONSTRAINTS = ROOT / ".ci" / "floor-constraints.txt"
+
+
+def _pins(path: pathlib.Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version and not any(c in version for c in "<>=!~,;"), line
+            pins[canonicalize(name)] = version
+    return pins
+
+
+def test_floor_constraints_pin_exactly_the_declared_floors():
+    """.ci/floor-constraints.txt (the floor stack CI tests) cannot drift from pyproject."""
+    from packaging.version import Version
+
+    pins = _pins(FLOOR_CONSTRAINTS)
+    deps = _requirements(_pyproject()["project"]["dependencies"])
+    for name, req in deps.items():
+        floors = [s.version for s in req.specifier if s.operator == ">="]
+        assert len(floors) == 1, f"{name}: declare one '>=' floor, got {req.specifier}"
+        assert name in pins, f"{name} is not pinned in {FLOOR_CONSTRAINTS.name}"
+        assert Version(pins[name]) == Version(floors[0]), (name, pins[name], floors[0])
+        assert req.specifier.contains(pins[name])
+    # the test tools' pins are inside the ranges the `test` extra declares
+    test_extra = _requirements(_pyproject()["project"]["optional-dependencies"]["test"])
+    for name, version in pins.items():
+        if name in test_extra:
+            assert test_extra[name].specifier.contains(version, prereleases=True), name
+    # the CI step installs with these constraints exactly the unit tests' packages
+    run = (ROOT / ".ci" / "run").read_text()
+    step = re.search(r"^\.venv-floor/bin/pip install .*-c \.ci/floor-constraints\.txt (.*)$",
+                     run, flags=re.M)
+    assert step, "the floor step is gone from .ci/run"
+    installed = {canonicalize(n) for n in step.group(1).split() if n != "."}
+    assert installed <= set(test_extra), installed - set(test_extra)
+    assert installed <= set(pins), installed - set(pins)
+
+
+def test_metadata_a_packager_accepts():
+    project = _pyproject()["project"]
+    # an SPDX license expression, the license file shipped, and no License :: classifier next
+    # to it (setuptools refuses the combination)
+    assert project["license"] == "Apache-2.0"
+    assert project["license-files"] == ["LICENSE"] and (ROOT / "LICENSE").is_file()
+    classifiers = project["classifiers"]
+    assert not [c for c in classifiers if c.startswith("License ::")]
+    assert "Typing :: Typed" in classifiers
+    assert any(c.startswith("Development Status ::") for c in classifiers)
+    build = _requirements(_pyproject()["build-system"]["requires"])
+    assert build["setuptools"].specifier.contains("77") and not build[
+        "setuptools"].specifier.contains("76.1")  # PEP 639 license fields
+    # every address in the metadata must be real: none is claimed while none exists
+    for url in project.get("urls", {}).values():
+        assert "github.com/adamod-optax" not in url, url
 
 
 def test_package_has_no_import_cycle():
@@ -144,7 +247,7 @@ def test_wheel_holds_only_the_library(tmp_path):
     # *.egg-info/ folders land in tmp_path, not in the checkout.
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "outputs", "__pycache__", "_build"))
+        ".git", ".venv*", "build", "dist", "*.egg-info", "outputs", "__pycache__", "_build"))
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
          "-w", str(tmp_path), str(src)],
@@ -157,6 +260,16 @@ def test_wheel_holds_only_the_library(tmp_path):
     library = sorted(f"adamod_optax/{p.name}" for p in PACKAGE.iterdir()
                      if p.suffix == ".py" or p.name == "py.typed")
     assert files == library, files
+    # the wheel's METADATA declares every distribution the library imports at run time
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    text = zipfile.ZipFile(wheel).read(metadata).decode()
+    requires = _requirements(
+        line.split(":", 1)[1].strip() for line in text.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    )
+    for module in _runtime_imports():
+        assert canonicalize(DISTRIBUTION_OF[module]) in requires, module
+    assert "License-Expression: Apache-2.0" in text.splitlines()
 
 
 # Docstring examples run in a fresh interpreter: the test process runs with
