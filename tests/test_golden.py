@@ -12,7 +12,7 @@ parameters moved::
 
   max|theta_pkg - theta_ref| / max|theta_ref - theta_0|   (per leaf)
 
-Optimizers that are not in ``adamod_optax`` yet are skipped with a reason.
+Every optimizer with golden data must be in ``adamod_optax``: a missing one fails.
 
 ``python -m tests.golden.compare`` prints the measured deviations as a table.
 """
@@ -43,11 +43,9 @@ from tests.golden.compare import (
 @pytest.mark.parametrize("name,config", CASES, ids=[f"{n}-{c}" for n, c in CASES])
 def test_matches_release(name, config, record_property):
     result = measure(name, config)
-    if result is None:
-        pytest.skip(
-            f"adamod_optax.{name} is not in this build yet; its golden data "
-            f"({RELEASES[name]}) is ready and this test runs once it exists"
-        )
+    assert result is not None, (
+        f"adamod_optax.{name} is missing; its golden data ({RELEASES[name]}) is in tests/golden"
+    )
     worst, per_leaf = result
     record_property("max_rel_dev", worst)
     print(f"{name}/{config}: max relative deviation {worst:.2e} "
