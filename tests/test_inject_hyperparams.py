@@ -53,9 +53,17 @@ def test_inject_with_16_bit_params_raises_and_names_the_fix(dtype):
     assert "b1" in str(err.value) or "b3" in str(err.value) or "b2" in str(err.value)
 
 
-def test_bf16_rounding_is_the_reason():
-    """The pitfall is real: 0.999 is 1.0 in bfloat16 (what the check guards)."""
-    assert float(jnp.asarray(0.999, jnp.bfloat16)) == 1.0
+def test_bf16_injected_b3_is_refused_by_name():
+    """b3 alone injected as bfloat16 (b1, b2 static) is refused naming b3 and the fix, and so
+    is a bfloat16 b3 passed directly; a float32 one is accepted."""
+    params, _ = _quadratic(jnp.bfloat16)
+    tx = optax.inject_hyperparams(adamod, static_args=("b1", "b2"))(learning_rate=1e-2, b3=0.999)
+    with pytest.raises(ValueError, match=r"`b3` arrived as a bfloat16 array") as err:
+        tx.init(params)
+    assert "hyperparam_dtype=jnp.float32" in str(err.value)
+    with pytest.raises(ValueError, match=r"`b3` arrived as a bfloat16 array"):
+        adamod(1e-2, b3=jnp.asarray(0.999, jnp.bfloat16))
+    adamod(1e-2, b3=jnp.asarray(0.999, jnp.float32))
 
 
 def test_hyperparam_dtype_float32_trains_bf16_and_equals_the_plain_alias():
