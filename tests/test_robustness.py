@@ -1,4 +1,4 @@
-"""Numeric edges and bad input for every optimizer in ``optimizers.FAMILY``.
+"""Numeric edges and bad input for every optimizer in ``benchmarks.accuracy.FAMILY``.
 
 float16 overflow of the second moment, non-finite gradients with and without
 ``optax.apply_if_finite``, 1e5-step runs under ``lax.scan`` against the float64
@@ -8,8 +8,6 @@ docs/guides/robustness.md.
 """
 
 from __future__ import annotations
-
-import inspect
 
 import chex
 import jax
@@ -26,11 +24,6 @@ from benchmarks.robustness import LONG_STEPS, long_grads, scan_run
 
 NAMES = sorted(FAMILY)
 INT32_MAX = 2**31 - 1
-
-
-def accepts(name: str, kw: str) -> bool:
-    fn = getattr(FAMILY[name], "fn", ao.adamod)
-    return kw in inspect.signature(fn).parameters
 
 
 def find(tree, cls):
@@ -71,8 +64,6 @@ def run(tx, params, grads_seq, jit=True):
 def test_float16_params_with_float32_state_take_large_gradients(name, g):
     """mu_dtype = nu_dtype = float32: |g| up to float16's max gives finite steps
     that match the float32-params run to float16 rounding."""
-    if not (accepts(name, "mu_dtype") and accepts(name, "nu_dtype")):
-        pytest.skip(f"{name} has no mu_dtype/nu_dtype")
     tx = FAMILY[name](mu_dtype=jnp.float32, nu_dtype=jnp.float32)
     grads = [jnp.array([g, -g, 1.0], jnp.float16)] * 5
     p16, state, ups = run(tx, jnp.ones(3, jnp.float16), grads)
@@ -105,6 +96,21 @@ def test_float16_default_state(name):
         assert bool(jnp.isfinite(u[0]))  # never NaN
         assert (float(u[0]) != 0.0) if clipped else (float(u[0]) == 0.0)
         assert bool(jnp.isfinite(u[1])) and float(u[1]) != 0.0
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "package bug, reported: the rate average of float16 params (stored in float16 by default) "
+    "overflows to +inf where the rate exceeds 65504 (a zero second moment: about lr/eps = 1e5 "
+    "at lr 1e-3, eps 1e-8, reached after ~2000 zero-gradient steps at b3 0.999, ~560 at b3 0) "
+    "and stays there; with b3 = 0 the next step computes 0 * inf = NaN, and params go NaN. "
+    "tests/test_properties.py leaves this case out; drop both when fixed."))
+@pytest.mark.parametrize("b3", [0.999, 0.0])
+@pytest.mark.parametrize("name", ["adamod", "adamod_paper", "diffmod"])
+def test_float16_rate_average_stays_finite(name, b3):
+    tx = FAMILY[name](learning_rate=1e-3, b3=b3)
+    grads = jnp.ones((3001, 2), jnp.float16).at[:3000, 0].set(0.0)  # element 0: g = 0, then 1
+    p, state = scan_run(tx, jnp.ones(2, jnp.float16), grads)
+    assert finite(state) and finite(p)
 
 
 # --------------------------------------------------------------- NaN and Inf
@@ -267,9 +273,12 @@ def test_check_updates_has_no_runtime_cost():
     tx = ao.adamod(1e-2)
     params = {"w": jnp.ones(3)}
     state = tx.init(params)
-    lowered = jax.jit(tx.update).lower(params, state, params).as_text()
+    calls = []
     original = _base.check_updates
     try:
+        _base.check_updates = lambda *a, **k: calls.append(a) or original(*a, **k)
+        lowered = jax.jit(tx.update).lower(params, state, params).as_text()
+        assert calls, "the step no longer calls _base.check_updates: this test checks nothing"
         _base.check_updates = lambda *a, **k: None
         unchecked = jax.jit(tx.update).lower(params, state, params).as_text()
     finally:
