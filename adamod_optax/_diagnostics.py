@@ -100,7 +100,13 @@ _APPLIED = {
 
 
 def _is_flax_variable(x: Any) -> bool:
-    return (type(x).__module__ or "").startswith("flax.") and hasattr(x, "get_value")
+    """An NNX variable (``OptArray``, ``OptVariable``) or, on Flax 0.10, a ``VariableState``."""
+    return (_is_flax(x) and not isinstance(x, Mapping)
+            and (hasattr(type(x), "get_value") or hasattr(x, "value")))
+
+
+def _flax_value(x: Any) -> Any:
+    return x.get_value() if hasattr(type(x), "get_value") else x.value
 
 
 def _is_flax(x: Any) -> bool:
@@ -125,7 +131,7 @@ def _from_nnx_state(tree: Any) -> Any:
     """
     def plain(node):
         if _is_flax_variable(node):
-            return node.get_value()
+            return _flax_value(node)
         if isinstance(node, Mapping):
             return {k: plain(v) for k, v in node.items()}
         return node
@@ -179,7 +185,7 @@ def _pure(opt_state: Any) -> Any:
     if _is_flax(opt_state) and hasattr(opt_state, "opt_state"):  # nnx.Optimizer
         opt_state = opt_state.opt_state
     return jax.tree_util.tree_map(
-        lambda x: x.get_value() if _is_flax_variable(x) else x, opt_state,
+        lambda x: _flax_value(x) if _is_flax_variable(x) else x, opt_state,
         is_leaf=_is_flax_variable,
     )
 

@@ -294,6 +294,22 @@ def test_hyperparameters_for_this_package_are_refused():
         ao.effective_learning_rates(state, eps=1e-8)
 
 
+def _nnx_update(optimizer, model, grads):
+    """``update(model, grads)`` from Flax 0.11, ``update(grads)`` on Flax 0.10 (jax 0.4.35)."""
+    import inspect
+
+    if "model" in inspect.signature(type(optimizer).update).parameters:
+        return optimizer.update(model, grads)
+    return optimizer.update(grads)
+
+
+def _nnx_grads(nnx, model, g):
+    """The gradients ``g`` (a dict of arrays) in the structure ``nnx.grad`` gives on this Flax:
+    the gradient of ``sum_k <param_k, g_k>``, which is ``g`` exactly."""
+    return nnx.grad(lambda m: sum(jnp.vdot(getattr(m, k)[...], jnp.asarray(v))
+                                  for k, v in g.items()))(model)
+
+
 def test_nnx_optimizer_inside_nnx_jit():
     nnx = pytest.importorskip("flax.nnx")
 
@@ -309,12 +325,11 @@ def test_nnx_optimizer_inside_nnx_jit():
 
         @nnx.jit
         def step(model, opt, g):
-            opt.update(model, g)
+            _nnx_update(opt, model, g)
             return ao.learning_rate_summary(opt)
 
         for g in _grad_seq():
-            g = nnx.State({k: nnx.Param(jnp.asarray(v)) for k, v in g.items()})
-            inside = step(model, opt, g)
+            inside = step(model, opt, _nnx_grads(nnx, model, g))
         check(inside, *_reference())
         check(ao.learning_rate_summary(opt.opt_state), *_reference())  # eagerly, OptArray leaves
 
@@ -492,7 +507,7 @@ def test_nnx_state_of_the_optimizer():
         model = Model()
         opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
         for g in _grad_seq(3):
-            opt.update(model, nnx.State({k: nnx.Param(jnp.asarray(v)) for k, v in g.items()}))
+            _nnx_update(opt, model, _nnx_grads(nnx, model, g))
         want = ao.effective_learning_rates(opt)
         got = ao.effective_learning_rates(nnx.state(opt))
         for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
