@@ -119,8 +119,6 @@ html_title = f"adamod-optax {release}"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 html_theme_options = {
-    "repository_url": "https://github.com/adamod-optax/adamod-optax",
-    "use_repository_button": True,
     "show_toc_level": 2,
     "navigation_with_keys": False,
 }
