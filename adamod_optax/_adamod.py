@@ -43,6 +43,21 @@ def momental_min(eta: jax.Array, s: jax.Array) -> jax.Array:
     return jnp.minimum(eta.astype(dt), s.astype(dt)).astype(eta.dtype)
 
 
+def store_rate_avg(s: jax.Array, dtype: Any) -> jax.Array:
+    """``s_t`` cast to its storage ``dtype``, saturating at that dtype's largest finite value.
+
+    A zero second moment makes a rate of about ``lr / eps`` (1e5 at lr 1e-3, eps 1e-8), past
+    float16's 65504: cast as is, ``s`` would become +inf and stay there (and ``0 * inf`` is
+    NaN at ``b3 = 0``). Saturated, the bound it stores is still far above any rate Adam
+    applies, and the step's own ``min(eta_t, s_t)`` uses the unrounded ``s_t``. A no-op when
+    the storage dtype is as wide as the compute dtype (the default float32 path).
+    """
+    dtype = jnp.dtype(dtype)
+    if jnp.finfo(dtype).max < jnp.finfo(s.dtype).max:
+        s = jnp.minimum(s, jnp.asarray(jnp.finfo(dtype).max, s.dtype))
+    return s.astype(dtype)
+
+
 def applied_momental(state: ScaleByMomentalBoundState, eta: optax.Updates) -> optax.Updates:
     """The rates the last update applied (a tree), from its stored ``s_t``: exact where
     ``s_t`` is stored in its compute dtype, otherwise within its storage rounding."""
@@ -84,7 +99,7 @@ def scale_by_momental_bound(b3: float = 0.999, *, dtype: Optional[Any] = None) -
 
     def bound(eta, s):
         s_new = _base.ema(b3, s, eta, _base.compute_dtype(eta.dtype, s.dtype))
-        return momental_min(eta, s_new), (s_new.astype(s.dtype),)
+        return momental_min(eta, s_new), (store_rate_avg(s_new, s.dtype),)
 
     def bound_from_new(eta, old, new):
         # Reads s_t from the new state where it is stored in its compute dtype

@@ -58,11 +58,14 @@ def test_data_matches_problem(name, config):
     """The stored data and problem.py describe the same runs."""
     c = case(name, config)
     want = problem.configs()[name][config]
-    np.testing.assert_array_equal(c["lr_table"], want["lr_table"])
+    # Both are NumPy float64 arithmetic, which differs in the last bits between NumPy
+    # releases (the declared floor, 1.24, and 2.x); the runs use the stored table.
+    np.testing.assert_allclose(c["lr_table"], want["lr_table"], rtol=1e-12, atol=0)
     assert c["config"]["schedule"] == want["schedule"]
     assert c["config"]["hyper"] == want["hyper"]
+    # theta_0 is cos/sin of a grid: NumPy's libm differs by an ulp between releases.
     for k, v in problem.initial_params().items():
-        np.testing.assert_array_equal(c["params0"][k], v)
+        np.testing.assert_array_max_ulp(c["params0"][k], v, maxulp=1)
     # The closed-loop gradient function has not drifted from the one that
     # produced the data (evaluated at the release's own snapshots).
     for i, s in enumerate(c["steps"]):
