@@ -142,7 +142,7 @@ def test_constant_schedule_equals_float_learning_rate():
 
 def test_schedule_is_evaluated_at_the_update_count():
     """Update k uses schedule(k); checked against the NumPy float64 reference."""
-    from tests import reference
+    from benchmarks import numpy_reference as reference
 
     sched = optax.warmup_cosine_decay_schedule(0.0, 1e-2, warmup_steps=3, decay_steps=10)
     params = _params()

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 import adamod_optax as ao
-from tests.helpers import (
+from benchmarks.accuracy import (
     FAMILY_CONFIGS,
     FAMILY_OPTIMIZERS,
     FINAL,
@@ -27,7 +27,7 @@ from tests.helpers import (
     run_family,
     unflat,
 )
-from tests.reference import AdaBoundLowerAdaModUpper
+from benchmarks.numpy_reference import AdaBoundLowerAdaModUpper
 
 
 @pytest.mark.parametrize("config", sorted(FAMILY_CONFIGS))
@@ -357,8 +357,8 @@ def test_len_memory_and_defaults():
 
 @pytest.mark.parametrize("amsbound", [False, True])
 def test_eps_root_matches_reference(amsbound):
-    from tests.helpers import compare_with_reference
-    from tests.reference import AdaBound
+    from benchmarks.accuracy import compare_with_reference
+    from benchmarks.numpy_reference import AdaBound
 
     fn = ao.amsbound if amsbound else ao.adabound
     tx = fn(1e-3, 0.8, 0.99, 1e-6, 1e-5, final_lr=FINAL, gamma=GAMMA)

@@ -4,9 +4,9 @@ Usage (from the repository root; needs torch, never a dependency of the package)
 
     pip install torch==2.13.0
     pip install --no-deps torch-optimizer==0.3.0 pytorch-ranger adabound==0.0.5
-    python tests/golden/generate.py          # writes tests/golden/<optimizer>.npz
+    python -m tests.golden.generate          # writes tests/golden/<optimizer>.npz
 
-    python tests/golden/generate.py --check    # regenerate in memory, compare with the files
+    python -m tests.golden.generate --check    # regenerate in memory, compare with the files
 
 For every configuration of ``problem.configs()`` it runs 1000 float64 steps of
 the original release on the closed-loop problem of ``problem.py``
@@ -37,7 +37,7 @@ Each ``<optimizer>.npz`` holds, per config ``c`` (keys ``c|...``):
 plus ``meta``: JSON with the library versions and the AdaMod cross-check.
 
 Before trusting the releases the script replays every config in NumPy
-float64 (AdaMod with ``tests/reference.py``'s ``AdaModReleased``; AdaBound,
+float64 (AdaMod with ``benchmarks/numpy_reference.py``'s ``AdaModReleased``; AdaBound,
 AMSBound and DiffGrad with short loops written here from the update rules) and
 records, in ``c|config`` and ``meta``, the largest deviation relative to the
 parameters' movement, and the fraction of element-steps where the bound was
@@ -50,14 +50,12 @@ import argparse
 import json
 import os
 import platform
-import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # tests/: `golden.problem`, `reference`
+from tests.golden import problem
 
-from golden import problem  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 OPTIMIZERS = ("adamod", "adabound", "amsbound", "diffgrad")
 
@@ -127,12 +125,12 @@ def run_torch(name: str, cfg: dict) -> tuple[dict, dict]:
 def run_numpy(name: str, cfg: dict) -> tuple[dict, dict]:
     """The same run in NumPy float64, to check the torch side before trusting it.
 
-    AdaMod uses ``tests/reference.py``'s ``AdaModReleased``; AdaBound/AMSBound
+    AdaMod uses ``benchmarks/numpy_reference.py``'s ``AdaModReleased``; AdaBound/AMSBound
     and DiffGrad are written here from the update rules in
     ``shared/reference/ALGORITHMS.md``. Also returns how often the bound was
     active (fraction of element-steps), to show that the data exercises it.
     """
-    from reference import AdaModReleased
+    from benchmarks.numpy_reference import AdaModReleased
 
     h = cfg["hyper"]
     b1, b2, eps = h.get("b1", 0.9), h.get("b2", 0.999), h.get("eps", 1e-8)
