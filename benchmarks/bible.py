@@ -97,6 +97,22 @@ def clean_verse(raw: str) -> str:
     return _SPACE.sub(" ", out).strip()
 
 
+def missing(sword_dir: str = SWORD_DIR) -> str | None:
+    """What the translation experiment lacks, as an install command, or ``None``.
+
+    Checks the SWORD modules and the ``translation`` extra's imports (pysword,
+    sentencepiece, sacrebleu) and orbax, which keeps the checkpoints.
+    """
+    if not os.path.isdir(os.path.join(sword_dir, "mods.d")):
+        return f"the Bible modules are not installed in {sword_dir}: {INSTALL}"
+    for module in ("pysword", "sentencepiece", "sacrebleu", "orbax.checkpoint"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is missing: pip install '.[translation]'"
+    return None
+
+
 def _require_pysword():
     try:
         from pysword.modules import SwordModules

@@ -9,11 +9,13 @@ import pytest
 
 from benchmarks import convergence, datasets
 from benchmarks import convergence_fmnist as cf
+from tests import dataset_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-_MISSING = datasets.missing_fashion_mnist()
-needs_data = pytest.mark.skipif(_MISSING is not None, reason=_MISSING or "")
+@pytest.fixture
+def needs_data():
+    dataset_check.require(datasets.missing_fashion_mnist())
 
 
 def _read(path):
@@ -30,7 +32,8 @@ def data():
     return cf.load_data(smoke=True)
 
 
-@needs_data
+@pytest.mark.slow
+@pytest.mark.usefixtures("needs_data")
 def test_training_learns_and_is_reproducible(data):
     import adamod_optax
 
@@ -61,7 +64,8 @@ def test_summary_and_format():
     assert cf.summary([0.5])["std"] == 0.0
 
 
-@needs_data
+@pytest.mark.slow
+@pytest.mark.usefixtures("needs_data")
 def test_cli_writes_json_table_and_png(tmp_path):
     out = str(tmp_path)
     rc = convergence.main(["fmnist", "--smoke", "--epochs", "1", "--seeds", "2",
@@ -76,7 +80,8 @@ def test_cli_writes_json_table_and_png(tmp_path):
     assert os.path.getsize(os.path.join(out, "fmnist_lr_smoke.png")) > 1000
 
 
-@needs_data
+@pytest.mark.slow
+@pytest.mark.usefixtures("needs_data")
 def test_cli_b3_task(tmp_path):
     out = str(tmp_path)
     convergence.main(["fmnist-b3", "--smoke", "--epochs", "1", "--seeds", "1", "--b3", "0.9",

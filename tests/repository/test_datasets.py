@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks import datasets
+from tests import dataset_check
 
 
 def _write_idx(path, array, *, gz=True, header=None):
@@ -63,9 +64,7 @@ def test_env_var_overrides_default_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def fashion_mnist():
-    message = datasets.missing_fashion_mnist(datasets.FASHION_MNIST_DIR)
-    if message:
-        pytest.skip(message)
+    dataset_check.require(datasets.missing_fashion_mnist(datasets.FASHION_MNIST_DIR))
     return datasets.load_fashion_mnist(datasets.FASHION_MNIST_DIR)
 
 

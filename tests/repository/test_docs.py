@@ -20,6 +20,7 @@ import sys
 import pytest
 
 import adamod_optax
+from tests import dataset_check
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -110,27 +111,17 @@ def test_guide_python_block_runs(path, index, code):
 # --------------------------------------------------------------------------- #
 
 
-def _missing_data() -> list[str]:
-    from benchmarks import charlm, datasets
+def _missing_data() -> list[str | None]:
+    from benchmarks import bible, datasets
 
-    missing = []
-    message = datasets.missing_fashion_mnist()
-    if message:
-        missing.append(message)
-    try:
-        charlm.load_shakespeare()
-    except charlm.MissingDataError as e:
-        missing.append(str(e))
-    return missing
+    return [datasets.missing_fashion_mnist(), dataset_check.shakespeare_missing(), bible.missing()]
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     for module in ("sphinx", "myst_nb", "sphinx_book_theme", "jupytext"):
         pytest.importorskip(module, reason="docs tooling missing: pip install '.[docs]'")
-    missing = _missing_data()
-    if missing:
-        pytest.skip("the notebooks executed by the docs build need data: " + " ".join(missing))
+    dataset_check.require(*_missing_data())  # the notebooks executed by the build read them
     out = tmp_path_factory.mktemp("docs") / "html"
     env = dict(os.environ)
     # Deterministic offline build: no intersphinx downloads (see docs/conf.py).
@@ -145,6 +136,7 @@ def site(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_every_public_name_has_an_api_page(site):
     for name in PUBLIC:
         page = site / "_autosummary" / f"adamod_optax.{name}.html"
@@ -155,6 +147,7 @@ def test_every_public_name_has_an_api_page(site):
         assert f"adamod_optax.{name}.html" in api, f"api.html does not link {name}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_every_notebook_page_shows_its_figures(site, notebook):
     page = site / "notebooks" / f"{notebook.stem}.html"
@@ -171,6 +164,7 @@ def test_every_notebook_page_shows_its_figures(site, notebook):
     assert "Traceback" not in html
 
 
+@pytest.mark.slow
 def test_results_page_shows_the_committed_figures(site):
     source = (DOCS / "guides" / "results.md").read_text()
     figures = re.findall(r"!\[[^\]]*\]\(\.\./results/([^)]+\.png)\)", source)

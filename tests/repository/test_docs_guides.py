@@ -50,6 +50,7 @@ def test_warmup_b3_results_are_in_the_guide():
     assert raw["machine"]["cpu"] and raw["date"] and raw["seeds"] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_warmup_b3_runs(tmp_path):
     from benchmarks import warmup_b3
 

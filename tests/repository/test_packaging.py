@@ -242,6 +242,7 @@ def test_no_sys_path_edits():
     assert not offenders, offenders
 
 
+@pytest.mark.slow
 def test_wheel_holds_only_the_library(tmp_path):
     # Build from a copy of what the sdist would hold, so that setuptools' build/ and
     # *.egg-info/ folders land in tmp_path, not in the checkout.
@@ -290,6 +291,7 @@ sys.exit(1 if failed else 0)
 """
 
 
+@pytest.mark.slow
 def test_docstring_examples_run_as_doctests():
     env = dict(os.environ)
     env.pop("JAX_ENABLE_X64", None)
