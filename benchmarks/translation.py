@@ -688,7 +688,8 @@ def plot_curves(runs, path: str, title_prefix: str = "") -> str:
                 ax.fill_between(x, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
     axes[0].set_ylabel("train loss, label-smoothed (25-step mean)")
     axes[1].set_ylabel("validation loss, label-smoothed")
-    axes[2].set_ylabel("largest effective learning rate")
+    axes[2].set_ylabel("largest effective learning rate\n"
+                       "(all parameters; lr / eps = 1e6 where v = 0)")
     axes[2].set_yscale("log")
     for ax in axes:
         ax.set_xlabel("step")
@@ -722,12 +723,11 @@ def plot_histograms(runs, path: str, title_prefix: str = "") -> str:
         x_edges = np.concatenate([[0], r["hist_steps"]])
         im = ax.pcolormesh(x_edges, edges, np.where(hist > 0, hist, np.nan).T,
                            norm=LogNorm(1e-5, 1), cmap="viridis", shading="flat")
-        top = np.log10(np.maximum(r["lr_max"], 10.0 ** edges[0]))
-        ax.plot(r["hist_steps"], np.minimum(top, edges[-1]), "r-", lw=0.8, label="max")
+        # No "max" line here: the largest rate is that of parameters that never had a
+        # gradient (lr / eps, 1e6), far above the top bin; the curves figure plots it.
         ax.set_ylim(edges[0], edges[-1])
         ax.set_title(f"{ARM_NAMES[arm]} (seed {r['seed']})", fontsize=10)
         ax.set_xlabel("step")
-        ax.legend(fontsize=8, loc="lower right")
     axes[0][0].set_ylabel("log10 effective learning rate\n(end bins: beyond)")
     fig.colorbar(im, ax=axes, label="fraction of parameters with a gradient")
     fig.suptitle(title_prefix + "per-parameter learning rates over training",

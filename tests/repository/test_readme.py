@@ -83,12 +83,14 @@ def test_docs_build_command_is_documented():
 
 
 _PLACEHOLDER = re.compile(
-    r"\b(?:RESULTS_[A-Z0-9_]+|[A-Z0-9_]+_(?:MIN|SECTION)|DEMO_[A-Z]+|QUICKSTART_[A-Z]+)\b"
+    r"\b(?:RESULTS_[A-Z0-9_]+|TR_[A-Z0-9_]+|[A-Z0-9_]+_(?:MIN|SECTION|PLACEHOLDER)|DEMO_[A-Z]+"
+    r"|QUICKSTART_[A-Z]+)\b"
 )
 
 
-def test_no_unfilled_placeholders_in_readme_and_notebooks():
+def test_no_unfilled_placeholders_in_readme_notebooks_and_docs():
     """Drafting placeholders (RESULTS_..., ..._MIN, DEMO_...) are replaced by measured text."""
-    paths = [README, *sorted((README.parent / "notebooks").glob("*.py"))]
+    paths = [README, *sorted((README.parent / "notebooks").glob("*.py")),
+             *sorted((README.parent / "docs").glob("**/*.md"))]
     left = {p.name: _PLACEHOLDER.findall(p.read_text()) for p in paths}
     assert not any(left.values()), {k: v for k, v in left.items() if v}

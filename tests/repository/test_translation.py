@@ -22,29 +22,14 @@ import pytest
 
 from benchmarks import bible, nmt
 from benchmarks import translation as tr
+from tests import dataset_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _missing():
-    if not os.path.isdir(os.path.join(bible.SWORD_DIR, "mods.d")):
-        return f"the Bible modules are not installed: {bible.INSTALL}"
-    for module in ("pysword", "sentencepiece", "sacrebleu", "orbax.checkpoint"):
-        try:
-            __import__(module)
-        except ImportError:
-            return f"{module} is missing: pip install '.[translation]'"
-    return None
 
 
 @pytest.fixture(scope="module")
 def needs_data():
-    missing = _missing()
-    if missing:
-        if IN_CI:
-            pytest.fail("CI must run the translation smoke test: " + missing)
-        pytest.skip(missing)
+    dataset_check.require(bible.missing())
 
 
 def _env(**extra):
@@ -112,6 +97,7 @@ def test_batches_are_a_function_of_seed_and_step():
                    zip(a[0], nmt.BatchStream(src, tgt, batching, 4)[0]))
 
 
+@pytest.mark.slow
 def test_beam_search_with_cache_matches_decoding_from_scratch():
     """beam=1 with the key/value cache equals greedy decoding that reruns the whole decoder
     on the prefix at every step; a wider beam finds a sequence at least as likely."""
@@ -173,6 +159,7 @@ def smoke_run(tmp_path_factory, needs_data):
     return out, r.stdout
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_each_run_and_the_report(smoke_run):
     out, stdout = smoke_run
     res = out / "out"
@@ -201,6 +188,7 @@ def test_smoke_run_writes_each_run_and_the_report(smoke_run):
     assert check.returncode == 0 and check.stdout.count(" ok") == 3, check.stdout
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(smoke_run, tmp_path):
     """SIGKILL after the step-10 checkpoint of a 30-step run, then --resume: the same losses,
     learning-rate histograms, hypotheses and BLEU as a run never interrupted."""
@@ -239,6 +227,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(smoke_run, tmp_path):
         _lines(tmp_path / "cut" / "adamod_seed0.hyp.txt")
 
 
+@pytest.mark.slow
 def test_existing_checkpoints_without_resume_are_refused(smoke_run):
     out, _ = smoke_run
     r = _cli(["--jobs", "adam:0", "--out", str(out / "out"), "--work", str(out / "work")])
@@ -250,3 +239,28 @@ def test_bad_arguments():
     assert r.returncode == 2 and "--arms" in r.stderr
     r = _cli(["--jobs", "adam:x"])
     assert r.returncode != 0 and "arm:seed" in r.stderr
+
+
+def test_committed_full_run_is_complete_and_its_bleu_recomputes():
+    """docs/results/translation/ holds every arm at three seeds, run with the full
+    configuration on the committed references, and sacrebleu on each committed hypothesis
+    file gives the BLEU its JSON reports."""
+    import dataclasses
+    import hashlib
+
+    out = os.path.join(ROOT, "docs", "results", "translation")
+    runs = tr.load_results(out)
+    assert {arm: sorted(r["seed"] for r in runs.get(arm, [])) for arm in tr.ARMS} == {
+        arm: [0, 1, 2] for arm in tr.ARMS}
+    refs = _lines(os.path.join(out, "test.ref.txt"))
+    sha = hashlib.sha256("".join(r + "\n" for r in refs).encode()).hexdigest()
+    full = json.loads(json.dumps(dataclasses.asdict(tr.FULL)))  # tuples as JSON lists
+    for rs in runs.values():
+        for r in rs:
+            assert r["smoke"] is False and r["total_steps"] == tr.FULL.steps
+            assert r["config"] == full, r["name"]
+            assert r["references_sha256"] == sha and len(refs) == r["data"]["test_pairs"]
+    rows = tr.check_bleu(out)
+    assert len(rows) >= 9
+    for name, reported, recomputed in rows:
+        assert abs(reported - recomputed) < 1e-9, (name, reported, recomputed)
