@@ -94,3 +94,21 @@ def test_no_unfilled_placeholders_in_readme_notebooks_and_docs():
              *sorted((README.parent / "docs").glob("**/*.md"))]
     left = {p.name: _PLACEHOLDER.findall(p.read_text()) for p in paths}
     assert not any(left.values()), {k: v for k, v in left.items() if v}
+
+
+def test_quick_start_table_is_seed_0_of_the_committed_run():
+    """The table the README says the main job prints (one seed, 300 steps, lr 0.001) is seed 0
+    of docs/results/transformer_laptop_lr0.001.json, which the main job reproduces bit for bit;
+    a README table left over from older code fails here."""
+    import json
+
+    quick = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    rows = {m[0]: float(m[1]) for m in re.findall(r"^\| ([^|]+?) \| ([0-9.]+) \|", quick,
+                                                   flags=re.M)}
+    runs = json.loads((README.parent / "docs" / "results" / "transformer_laptop_lr0.001.json")
+                      .read_text())["runs"]
+    want = {}
+    for name, rs in runs.items():
+        (seed0,) = [r for r in (rs if isinstance(rs, list) else [rs]) if r["seed"] == 0]
+        want[name] = round(seed0["val_loss"][-1], 3)
+    assert rows == want
