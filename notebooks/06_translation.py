@@ -153,8 +153,8 @@ else:
 #   does, then both follow the learning-rate schedule. The cap binds for every parameter at
 #   step 1, for 73% at step 200, 12% at step 600 and 7-18% from then on (seed 0; the JSON's
 #   `fraction_bounded`).
-# * Limits: 2,000 updates (about 3.4 epochs) is 4% of the 50,000 in the authors' released recipe, the model is a
-#   quarter of `transformer_iwslt_de_en`'s width, and the absolute BLEU (about 10) is far from
-#   a trained system's. The `b3` sweep of the paper's Figure 9 was not run on this task: the
-#   nine runs used the compute budget. Its Fashion-MNIST and character-model analogues are on
-#   the results page.
+# * Limits: 2,000 updates (about 3.4 epochs) is 4% of the 50,000 in the authors' released
+#   recipe, the model is a quarter of `transformer_iwslt_de_en`'s width, and the absolute
+#   BLEU (about 10) is far from a trained system's. The `b3` sweep of the paper's Figure 9
+#   was not run on this task: the nine runs used the compute budget. Its Fashion-MNIST and
+#   character-model analogues are on the results page.
